@@ -1,0 +1,100 @@
+"""Training throughput: patches/s and seconds per iteration for the RIM, and the data path alone.
+
+    python scripts/bench_train.py                       # CPU, default model
+    python scripts/bench_train.py --device cuda --amp bf16,off --compile both
+
+Prints a markdown table. The data row times crop sampling + corruption alone, to show whether
+the input pipeline could bottleneck the GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from rimcli.inference import resolve_device
+from rimcli.model import RIM, RIMConfig
+from rimcli.training import PatchSampler, TrainConfig, Unrolled, corrupt, step_weights, unrolled_loss
+
+
+def _images(n: int, channels: int, size: int = 321) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return [torch.randint(0, 256, (channels, size, size * 3 // 2), generator=g, dtype=torch.uint8) for _ in range(n)]
+
+
+def time_data(cfg: TrainConfig, iters: int) -> float:
+    g = torch.Generator().manual_seed(0)
+    sampler = PatchSampler(_images(16, cfg.channels), cfg.patch, g)
+    t = time.perf_counter()
+    for _ in range(iters):
+        corrupt(cfg, cfg.tasks()[0], sampler.batch(cfg.batch), g)
+    return (time.perf_counter() - t) / iters
+
+
+def time_train(cfg: TrainConfig, device: torch.device, amp: str, compile_: bool, iters: int, warmup: int) -> list[float]:
+    torch.manual_seed(0)
+    rim = RIM(RIMConfig(channels=cfg.channels, hidden=cfg.hidden, arch=cfg.arch)).to(device)
+    if compile_:
+        rim.cell.compile()
+    net = Unrolled(rim)
+    opt = torch.optim.Adam(rim.parameters(), lr=1e-4)
+    g = torch.Generator().manual_seed(0)
+    sampler = PatchSampler(_images(16, cfg.channels), cfg.patch, g)
+    dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+    w = step_weights(cfg.loss_weights, cfg.steps)
+    times = []
+    for i in range(warmup + iters):
+        x = sampler.batch(cfg.batch)
+        op, y, sigma = corrupt(cfg, cfg.tasks()[0], x, g)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        xs = net(y.to(device), op.to(device), sigma.to(device), cfg.steps, dtype)
+        loss = unrolled_loss(xs, x.to(device), w)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - t)
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--task", default="denoise")
+    ap.add_argument("--channels", type=int, default=1)
+    ap.add_argument("--hidden", type=int, default=RIMConfig.hidden)
+    ap.add_argument("--patch", type=int, default=48)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--amp", default="off", help="comma list of off,bf16,fp16")
+    ap.add_argument("--compile", default="off", choices=["off", "on", "both"])
+    ap.add_argument("--threads", type=int, default=0)
+    a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    device = resolve_device(a.device)
+    cfg = TrainConfig(task=a.task, channels=a.channels, hidden=a.hidden, patch=a.patch, batch=a.batch, steps=a.steps)
+    cfg.validate()
+    compiles = {"off": [False], "on": [True], "both": [False, True]}[a.compile]
+    print(f"device {device}, task {a.task}, {a.channels} ch, hidden {a.hidden}, patch {a.patch}, batch {a.batch}, T={a.steps}")
+    print("| what | amp | compile | s/iter (median) | patches/s |")
+    print("| --- | --- | --- | --- | --- |")
+    d = time_data(cfg, max(3, a.iters))
+    print(f"| data path only | - | - | {d:.4f} | {a.batch / d:.0f} |")
+    for amp in a.amp.split(","):
+        for c in compiles:
+            t = statistics.median(time_train(cfg, device, amp, c, a.iters, a.warmup))
+            print(f"| train step | {amp} | {'on' if c else 'off'} | {t:.4f} | {a.batch / t:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+"""The `rim` command. Thin: each subcommand module parses flags and calls the library."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="rim",
+    help="Image restoration with Recurrent Inference Machines.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+#: modules that add their commands to `app`, in the order `rim --help` lists them
+COMMAND_MODULES = ("restore", "train", "bench", "examples")
+
+
+def _register() -> None:
+    import importlib
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(f".{name}", __name__)
+
+
+def main() -> None:
+    _register()
+    app()

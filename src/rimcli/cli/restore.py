@@ -1,0 +1,630 @@
+"""`rim denoise | superres | deblur | cs | models`: restore image files with the bundled RIMs.
+
+Thin by design: flags are parsed and checked here, files are planned, read and written here
+(through `rimcli.io`), and every restoration and score is one call to `rimcli.api`.
+Exit codes: 0 all good, 2 bad usage or every input failed, 1 some inputs of a batch failed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..api import Options, Outcome, Problem
+from ..io import EXTENSIONS, ImageError
+from . import app
+from .common import CLIError, console, fail, handle_errors, out
+
+_IO, _RUN, _EVAL = "Input and output", "Model and device", "Evaluation"
+_EXTS = ("auto", "png", "jpg", "jpeg", "tif", "tiff", "bmp", "webp")
+#: errors that fail one file of a batch (anything else is a bug and should show its traceback)
+_FILE_ERRORS = (ValueError, OSError, RuntimeError, CLIError)
+
+def _opt(*decls: str, help: str, panel: str | None = None, default_text: str | None = None) -> Any:
+    """A Typer option; `default_text` replaces the shown default where the real one is None."""
+    if default_text:
+        help = f"{help} (default: {default_text})"
+    return typer.Option(*decls, help=help, rich_help_panel=panel, show_default=default_text is None)
+
+
+Inputs = Annotated[list[Path], typer.Argument(help="Image files or folders (PNG, JPEG, TIFF, BMP, WebP).", show_default=False)]
+Simulate = Annotated[bool, _opt("--simulate", help="Treat the input as clean: corrupt it (seeded), restore, score.", panel=_EVAL)]
+Reference = Annotated[
+    Path | None,
+    _opt("--reference", help="Clean image, or a folder of them matched by name, to score input and output against.",
+         panel=_EVAL, default_text="none"),
+]
+NOISE_HELP = "Measurement-noise std on the 0..255 scale (8-bit gray levels, whatever the bit depth)."
+
+_HELP = {
+    "output": "Output file (one input) or folder, created if missing.",
+    "suffix": "Added to output names.",
+    "ext": "Output format: auto (as the input), png, jpg, tif, bmp, webp. 16-bit needs png or tif.",
+    "recursive": "Also take images in subfolders of folder inputs.",
+    "overwrite": "Replace existing output files.",
+    "json": "Write a machine-readable report to PATH.",
+    "quiet": "Print nothing but errors.",
+    "model": "Bundled model name or a .safetensors file.",
+    "steps": "RIM iterations.",
+    "device": "auto, cpu, cuda or cuda:N.",
+    "fp32": "Full precision on GPU (the default there is half precision).",
+    "tile": "Tile size in output pixels, 0 = whole image.",
+    "tile_overlap": "Context pixels around each tile.",
+    "seed": "Seed of the simulated noise and random projections.",
+    "save_steps": "Write every step's estimate, an animated GIF and, with a ground truth, a PSNR-per-step plot to DIR/<name>/.",
+}
+
+# the flags every restore command shares: (name, annotation, default)
+COMMON: list[tuple[str, Any, Any]] = [
+    ("output", Annotated[Path | None, _opt("--output", "-o", help=_HELP["output"], panel=_IO, default_text="results/")], None),
+    ("suffix", Annotated[str | None, _opt("--suffix", help=_HELP["suffix"], panel=_IO, default_text="e.g. _denoised")], None),
+    ("ext", Annotated[str, _opt("--ext", help=_HELP["ext"], panel=_IO)], "auto"),
+    ("recursive", Annotated[bool, _opt("--recursive", "-r", help=_HELP["recursive"], panel=_IO)], False),
+    ("overwrite", Annotated[bool, _opt("--overwrite", help=_HELP["overwrite"], panel=_IO)], False),
+    ("json_path", Annotated[Path | None, _opt("--json", help=_HELP["json"], panel=_IO, default_text="none")], None),
+    ("quiet", Annotated[bool, _opt("--quiet", "-q", help=_HELP["quiet"], panel=_IO)], False),
+    ("model", Annotated[str | None, _opt("--model", "-n", help=_HELP["model"], panel=_RUN,
+                                         default_text="the bundled model for the task and the image's channels")], None),
+    ("steps", Annotated[int | None, _opt("--steps", help=_HELP["steps"], panel=_RUN, default_text="the model's")], None),
+    ("device", Annotated[str, _opt("--device", help=_HELP["device"], panel=_RUN)], "auto"),
+    ("fp32", Annotated[bool, _opt("--fp32", help=_HELP["fp32"], panel=_RUN)], False),
+    ("tile", Annotated[int | None, _opt("--tile", "-t", help=_HELP["tile"], panel=_RUN,
+                                        default_text="auto: tiles of 512 only where the whole image needs over ~4 GiB")], None),
+    ("tile_overlap", Annotated[int | None, _opt("--tile-overlap", help=_HELP["tile_overlap"], panel=_RUN,
+                                                default_text="the model's reach over the steps (seamless)")], None),
+    ("seed", Annotated[int, _opt("--seed", help=_HELP["seed"], panel=_RUN)], 0),
+    ("save_steps", Annotated[Path | None, _opt("--save-steps", help=_HELP["save_steps"], panel=_EVAL, default_text="off")], None),
+]
+
+
+@dataclass
+class Common:
+    """The shared flags of one restore command."""
+
+    inputs: list[Path]
+    output: Path | None
+    suffix: str | None
+    ext: str
+    recursive: bool
+    overwrite: bool
+    json_path: Path | None
+    quiet: bool
+    model: str | None
+    steps: int | None
+    device: str
+    fp32: bool
+    tile: int | None
+    tile_overlap: int | None
+    seed: int
+    save_steps: Path | None
+
+
+def _restore_command(func: Callable[..., None]) -> Callable[..., None]:
+    """Give a command the shared flags (Typer reads the signature built here); the command
+    receives them bundled as `common=Common(...)`."""
+    kw = inspect.Parameter.KEYWORD_ONLY  # keyword-only: required and defaulted may mix in any order
+    own = [p.replace(kind=kw) for p in inspect.signature(func, eval_str=True).parameters.values() if p.name != "common"]
+    shared = [inspect.Parameter(name, kw, annotation=ann, default=default) for name, ann, default in COMMON]
+    params = [inspect.Parameter("inputs", kw, annotation=Inputs), *own, *shared]
+    names = ["inputs", *(name for name, _, _ in COMMON)]
+
+    @functools.wraps(func)
+    def wrapper(**kwargs: Any) -> None:
+        common = Common(**{n: kwargs.pop(n) for n in names})
+        func(common=common, **kwargs)
+
+    wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    return wrapper
+
+
+# --------------------------------------------------------------------------- commands
+
+
+@app.command()
+@handle_errors
+@_restore_command
+def denoise(
+    sigma: Annotated[str, _opt("--sigma", help="Noise std on the 0..255 scale, or 'auto' to estimate it per image.")] = "25",
+    simulate: Simulate = False,
+    reference: Reference = None,
+    *,
+    common: Common,
+) -> None:
+    """Remove white Gaussian noise."""
+    problem = Problem("denoise", sigma=_parse_sigma(sigma), simulate=simulate, seed=common.seed)
+    _run(problem, common, "_denoised", reference)
+
+
+@app.command()
+@handle_errors
+@_restore_command
+def superres(
+    scale: Annotated[int, typer.Option("--scale", "-s", help="Upscaling factor: 2, 3 or 4.")] = 3,
+    sigma: Annotated[float, typer.Option("--sigma", help=NOISE_HELP)] = 0.0,
+    simulate: Simulate = False,
+    reference: Reference = None,
+    *,
+    common: Common,
+) -> None:
+    """Super-resolve images (the low-resolution image is modelled as MATLAB bicubic downsampling)."""
+    problem = Problem("superres", sigma=sigma, scale=scale, simulate=simulate, seed=common.seed)
+    _run(problem, common, f"_x{scale}", reference)
+
+
+@app.command()
+@handle_errors
+@_restore_command
+def deblur(
+    kernel: Annotated[Path | None, _opt("--kernel", help="Blur kernel image or .npy (odd sides), normalised to sum 1.")] = None,
+    blur_sigma: Annotated[float | None, _opt("--blur-sigma", help="Or a Gaussian blur of this std in pixels.")] = None,
+    sigma: Annotated[float, typer.Option("--sigma", help=NOISE_HELP)] = 1.0,
+    simulate: Simulate = False,
+    reference: Reference = None,
+    *,
+    common: Common,
+) -> None:
+    """Remove a known blur (a kernel file or a Gaussian)."""
+    if kernel is not None and blur_sigma is not None:
+        fail("give either --kernel or --blur-sigma, not both")
+    if kernel is None and blur_sigma is None:
+        fail("deblur needs --kernel FILE or --blur-sigma S")
+    problem = Problem("deblur", sigma=sigma, blur_sigma=blur_sigma, kernel=kernel, simulate=simulate, seed=common.seed)
+    _run(problem, common, "_deblurred", reference)
+
+
+@app.command()
+@handle_errors
+@_restore_command
+def cs(
+    ensemble: Annotated[str, typer.Option("--ensemble", help="Random projections: gaussian, binary or fourier.")] = "gaussian",
+    ratio: Annotated[float, typer.Option("--ratio", help="Measurements per pixel of each 32x32 block, in (0, 1].")] = 0.25,
+    sigma: Annotated[float, typer.Option("--sigma", help=NOISE_HELP)] = 0.0,
+    *,
+    common: Common,
+) -> None:
+    """Compressed sensing, simulated as in the paper (random projections of 32x32 blocks).
+
+    Each image is padded to whole blocks, projected with a seeded random matrix, reconstructed
+    and cropped back; PSNR/SSIM of the pseudo-inverse start and of the result are reported."""
+    problem = Problem("cs", sigma=sigma, ensemble=ensemble.lower(), ratio=ratio, seed=common.seed)
+    _run(problem, common, "_cs", None)
+
+
+@app.command()
+@handle_errors
+def models(
+    json_path: Annotated[Path | None, _opt("--json", help="Also write the list as JSON to PATH ('-': stdout only).")] = None,
+) -> None:
+    """List the bundled models with their measured metrics."""
+    from ..weights import read_manifest, weights_dir
+
+    folder = weights_dir()
+    rows = [_model_info(entry, folder) for entry in read_manifest(folder).values()]
+    if json_path is not None:
+        text = json.dumps({"weights_dir": str(folder), "models": rows}, indent=2) + "\n"
+        if str(json_path) == "-":
+            print(text, end="")
+            return
+        _write_text(json_path, text)
+    _models_table(rows, folder)
+
+
+# --------------------------------------------------------------------------- checks and planning
+
+
+def _parse_sigma(text: str) -> float | str:
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        fail(f"--sigma must be a number >= 0 or 'auto', got {text!r}")
+
+
+def _parse_ext(ext: str) -> str:
+    e = ext.lower().lstrip(".")
+    if e not in _EXTS:
+        fail(f"unsupported --ext {ext!r}; choose from {', '.join(_EXTS)}")
+    return e
+
+
+@dataclass
+class Job:
+    """One input file and where its result goes."""
+
+    src: Path
+    rel: Path  # its path inside the folder it came from (just the name for file inputs)
+    dst: Path | None = None
+    error: str | None = None
+
+
+def _images_in(folder: Path, recursive: bool, skip: list[Path]) -> list[Path]:
+    found = []
+    for f in folder.rglob("*") if recursive else folder.iterdir():
+        rel = f.relative_to(folder)
+        if any(part.startswith(".") for part in rel.parts) or f.suffix.lower() not in EXTENSIONS or not f.is_file():
+            continue  # hidden files include our own half-written temp files
+        if any(f.resolve().is_relative_to(s) for s in skip):
+            continue  # never feed a previous run's results back in
+        found.append(f)
+    return sorted(found)
+
+
+def _collect(inputs: list[Path], recursive: bool, skip: list[Path]) -> list[Job]:
+    jobs: list[Job] = []
+    for item in inputs:
+        if not item.is_dir():
+            jobs.append(Job(item, Path(item.name)))  # a missing file fails later, on its own
+            continue
+        found = _images_in(item, recursive, [s.resolve() for s in skip])
+        if not found:
+            hint = "" if recursive else " (use --recursive for subfolders)"
+            jobs.append(Job(item, Path(item.name), error=f"{item}: no images in this folder{hint}"))
+        jobs += [Job(f, f.relative_to(item)) for f in found]
+    return jobs
+
+
+def _is_file_output(output: Path | None) -> bool:
+    return output is not None and output.suffix.lower() in EXTENSIONS and not output.is_dir()
+
+
+def _out_ext(src: Path, ext: str) -> str:
+    if ext != "auto":
+        return "." + ext
+    return src.suffix if src.suffix.lower() in EXTENSIONS else ".png"
+
+
+def _plan(c: Common, suffix: str, ext: str) -> list[Job]:
+    """Inputs and their destinations: `-o FILE` for one input, else `<folder>/<rel><suffix><ext>`."""
+    file_out = _is_file_output(c.output)
+    folder = None if file_out else (c.output or Path("results"))
+    skip = [p for p in (folder, c.save_steps) if p is not None]
+    jobs = _collect(c.inputs, c.recursive, skip)
+    if not jobs:
+        fail("no input images given")
+    if file_out:
+        if len(jobs) != 1 or c.inputs[0].is_dir():
+            fail(f"--output {c.output} is a file but there are several inputs; give a folder")
+        jobs[0].dst = c.output
+        return jobs
+    seen: dict[Path, Path] = {}
+    for job in jobs:
+        if job.error:
+            continue
+        job.dst = folder / job.rel.parent / f"{job.rel.stem}{suffix}{_out_ext(job.src, ext)}"
+        key = job.dst.resolve()
+        if key in seen:
+            job.error = f"{job.src}: its output {job.dst} is also the output of {seen[key]}"
+        seen.setdefault(key, job.src)
+    return jobs
+
+
+def _check_writable(target: Path, what: str) -> None:
+    """Fail early (exit 2) when `target` (a folder, existing or not) cannot be written."""
+    p = target.absolute()
+    while not p.exists():
+        p = p.parent
+    if not p.is_dir():
+        fail(f"{what} {target}: {p} is not a folder")
+    if not os.access(p, os.W_OK | os.X_OK):
+        fail(f"{what} {target}: no permission to write in {p}")
+
+
+def _preflight(problem: Problem, options: Options, c: Common, reference: Path | None) -> None:
+    """Every check that can fail before any file is touched: each is a usage error (exit 2)."""
+    from ..api import load_model
+    from ..inference import resolve_device
+
+    problem.check()
+    problem.operator()  # builds it once: a bad kernel file is a usage error, found before any work
+    options.check()
+    resolve_device(c.device)
+    if reference is not None and problem.simulate:
+        fail("--reference and --simulate exclude each other (a simulation is its own reference)")
+    if c.model is not None:
+        loaded = load_model(c.model)  # once per run: api caches it
+        if loaded.tasks and problem.task not in loaded.tasks and not c.quiet:
+            _say(f"warning: model {loaded.name} was trained for {', '.join(loaded.tasks)}, not {problem.task}")
+
+
+# --------------------------------------------------------------------------- the batch
+
+
+def _run(problem: Problem, c: Common, default_suffix: str, reference: Path | None) -> None:
+    options = Options(
+        steps=c.steps,
+        device=c.device,
+        precision="fp32" if c.fp32 else "auto",
+        tile=c.tile,
+        tile_overlap=c.tile_overlap,
+        return_steps=c.save_steps is not None,
+    )
+    ext = _parse_ext(c.ext)
+    _preflight(problem, options, c, reference)
+    jobs = _plan(c, default_suffix if c.suffix is None else c.suffix, ext)
+    if reference is not None and reference.is_file() and len(jobs) > 1:
+        fail("--reference FILE needs a single input; give a folder of references to match by name")
+    for target, what in ((_out_folder(c, jobs), "output folder"), (c.save_steps, "--save-steps folder")):
+        if target is not None:
+            _check_writable(target, what)
+    if c.json_path is not None:
+        _check_writable(c.json_path.parent, "--json folder")
+    t0 = time.perf_counter()
+    with _Progress(len(jobs), enabled=not c.quiet) as progress:
+        records = [_process(job, problem, options, c, reference, progress) for job in jobs]
+    failed = sum(r["error"] is not None for r in records)
+    code = 0 if not failed else 2 if failed == len(records) else 1
+    if c.json_path is not None:
+        _write_text(c.json_path, json.dumps(_report(problem, options, records, code, time.perf_counter() - t0), indent=2) + "\n")
+    if not c.quiet and (len(records) > 1 or not failed):  # a lone failure is its error line alone
+        _summary(records, problem)
+    if code:
+        raise typer.Exit(code)
+
+
+def _out_folder(c: Common, jobs: list[Job]) -> Path | None:
+    if _is_file_output(c.output):
+        return c.output.parent
+    return c.output or Path("results")
+
+
+def _process(job: Job, problem: Problem, options: Options, c: Common, reference: Path | None, progress: _Progress) -> dict:
+    """Restore one file; any expected failure becomes the record's `error` (and one stderr line)."""
+    from ..api import evaluate, run
+    from ..io import read_image, write_image
+
+    rec: dict[str, Any] = {"input": str(job.src), "output": None, "error": None}
+    t0 = time.perf_counter()
+    progress.start_file(job.src.name)
+    try:
+        if job.error:
+            raise CLIError(job.error)
+        if job.dst.exists() and not c.overwrite:  # before the work, not after it
+            raise CLIError(f"{job.src}: output {job.dst} exists (use --overwrite to replace it)")
+        pic = read_image(job.src)
+        rec.update(size=list(pic.size), channels=pic.channels, bit_depth=pic.bits, alpha=pic.alpha is not None)
+        ref = _reference_for(job, reference)
+        outcome = run(pic.array, problem, c.model, dataclasses.replace(options, on_tile=progress.on_tile))
+        if outcome.sigma_estimated and not c.quiet:
+            _say(f"{job.src}: estimated noise sigma {outcome.sigma:.2f} (0..255 scale)")
+        metrics = evaluate(outcome, ref)
+        write_image(job.dst, outcome.image, icc=pic.icc, overwrite=c.overwrite)
+        rec.update(_outcome_fields(outcome, metrics, job.dst))
+        if c.save_steps is not None:
+            rec["steps_dir"] = str(_save_steps(c.save_steps, job, outcome, metrics, c.overwrite))
+    except _FILE_ERRORS as e:
+        rec["error"] = _one_line(e, job.src)
+        _say(f"error: {rec['error']}")
+    rec["time_s"] = round(time.perf_counter() - t0, 3)
+    progress.end_file()
+    return rec
+
+
+def _outcome_fields(outcome: Outcome, metrics: dict | None, dst: Path) -> dict[str, Any]:
+    h, w = outcome.image.shape[:2]
+    return {
+        "output": str(dst),
+        "output_size": [w, h],
+        "model": outcome.model,
+        "steps": outcome.n_steps,
+        "sigma": outcome.sigma,
+        "sigma_estimated": outcome.sigma_estimated,
+        "tile": outcome.tile,
+        "metrics": metrics,
+    }
+
+
+def _reference_for(job: Job, reference: Path | None) -> Any:
+    """The reference's colour channels: the file itself, or the same-named file in a folder."""
+    import glob
+
+    from ..io import read_image
+
+    if reference is None:
+        return None
+    path = reference
+    if reference.is_dir():
+        folder = reference / job.rel.parent
+        hits = sorted(p for p in folder.glob(glob.escape(job.rel.stem) + ".*") if p.suffix.lower() in EXTENSIONS)
+        if not hits:
+            raise CLIError(f"{job.src}: no reference named {job.rel.stem}.* in {folder}")
+        path = hits[0]
+    return read_image(path).data
+
+
+def _save_steps(root: Path, job: Job, outcome: Outcome, metrics: dict | None, overwrite: bool) -> Path:
+    """DIR/<name>/step_XX.png (step 0 = the degraded input), steps.gif and psnr_vs_step.png."""
+    import numpy as np
+
+    from ..io import encode_gif, encode_psnr_plot, from_float, write_bytes, write_image
+
+    folder = root / job.rel.parent / job.rel.stem
+    frames = [outcome.start, *(outcome.steps or [])]
+    dtype = outcome.dtype if outcome.dtype in (np.uint8, np.uint16) else np.uint8
+    for t, frame in enumerate(frames):
+        write_image(folder / f"step_{t:02d}.png", from_float(frame, dtype), overwrite=overwrite)
+    write_bytes(folder / "steps.gif", encode_gif(frames), overwrite=overwrite)
+    if metrics and metrics.get("psnr_per_step"):
+        plot = encode_psnr_plot(metrics["psnr_per_step"], f"{job.src.name}: {outcome.problem.task}, {outcome.model}")
+        write_bytes(folder / "psnr_vs_step.png", plot, overwrite=overwrite)
+    return folder
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _say(message: str) -> None:
+    """One line on stderr, never wrapped or styled (so errors stay one line)."""
+    console.print(message, markup=False, highlight=False, emoji=False, soft_wrap=True)
+
+
+def _one_line(e: Exception, src: Path) -> str:
+    lines = str(e).strip().splitlines()
+    msg = lines[0] if lines else type(e).__name__
+    return msg if str(src) in msg else f"{src}: {msg}"
+
+
+class _Progress:
+    """Transient rich bars on stderr: the files, and the tiles of the current file when tiled."""
+
+    def __init__(self, total: int, enabled: bool):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=console, transient=True, disable=not enabled,
+        )
+        self.files = self.bar.add_task("files", total=total)
+        self.tiles = self.bar.add_task("  tiles", total=1, visible=False)
+
+    def __enter__(self) -> _Progress:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+    def start_file(self, name: str) -> None:
+        self.bar.update(self.files, description=name)
+        self.bar.reset(self.tiles, total=1, visible=False)  # also restarts its clock
+
+    def on_tile(self, done: int, total: int) -> None:
+        if total > 1:
+            self.bar.update(self.tiles, completed=done, total=total, visible=True)
+
+    def end_file(self) -> None:
+        self.bar.advance(self.files)
+
+
+def _fmt_pair(m: dict | None, key: str, digits: int) -> str:
+    if not m:
+        return ""
+    a, b = m["input"].get(key), m["output"].get(key)
+    if a is None or b is None:
+        return ""
+    return f"{a:.{digits}f} -> {b:.{digits}f}"
+
+
+def _summary(records: list[dict], problem: Problem) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"rim {problem.task}", title_justify="left")
+    scored = any(r.get("metrics") for r in records)
+    metric_cols = ("PSNR in -> out", "SSIM in -> out") if scored else ()
+    for name in ("file", "size", "steps", "sigma", "time", *metric_cols, "output"):
+        table.add_column(name, justify="left" if name in ("file", "output") else "right", overflow="fold")
+    for r in records:
+        size = "x".join(map(str, r.get("size") or [])) or "-"
+        if r.get("output_size") and r["output_size"] != r.get("size"):
+            size += " -> " + "x".join(map(str, r["output_size"]))
+        m = r.get("metrics")
+        metric_cells = (_fmt_pair(m, "psnr", 2), _fmt_pair(m, "ssim", 4)) if scored else ()
+        table.add_row(
+            Path(r["input"]).name, size, str(r.get("steps", "")), f"{r['sigma']:.2f}" if "sigma" in r else "",
+            f"{r['time_s']:.2f}s", *metric_cells, r["output"] or "[red]failed[/red]",
+        )
+    console.print(table)
+
+
+def _finite(obj: Any) -> Any:
+    """JSON has no inf/nan (an identical image has infinite PSNR): write null instead."""
+    if isinstance(obj, float):
+        return obj if obj == obj and abs(obj) != float("inf") else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _report(problem: Problem, options: Options, records: list[dict], code: int, seconds: float) -> dict:
+    from .. import __version__
+    from ..inference import resolve_device, resolve_precision
+
+    device = resolve_device(options.device)
+    amp = resolve_precision(options.precision, device)
+    return _finite({
+        "rimcli": __version__,
+        "command": problem.task,
+        "problem": problem.describe(),
+        "device": str(device),
+        "precision": "fp32" if amp is None else str(amp).removeprefix("torch."),
+        "tile": options.tile,
+        "tile_overlap": options.tile_overlap,
+        "files": records,
+        "ok": sum(r["error"] is None for r in records),
+        "failed": sum(r["error"] is not None for r in records),
+        "exit_code": code,
+        "time_s": round(seconds, 3),
+    })
+
+
+def _write_text(path: Path, text: str) -> None:
+    from ..io import write_bytes
+
+    try:
+        write_bytes(path, text.encode())
+    except ImageError as e:
+        raise CLIError(str(e)) from None
+
+
+def _model_info(entry: Any, folder: Path) -> dict[str, Any]:
+    from ..model import RIM, RIMConfig
+
+    try:
+        params: int | None = RIM(RIMConfig.from_dict(entry.config)).num_parameters()
+    except (ValueError, TypeError):
+        params = None
+    path = folder / entry.file
+    info = entry.to_dict()
+    info.update(params=params, file_size=path.stat().st_size if path.is_file() else None)
+    return info
+
+
+def _flatten(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if not isinstance(d, dict):
+        return [(prefix, d)]
+    items: list[tuple[str, Any]] = []
+    for k, v in d.items():
+        items += _flatten(v, f"{prefix}/{k}" if prefix else str(k))
+    return items
+
+
+def _metrics_text(metrics: dict, limit: int = 4) -> str:
+    if metrics.get("headline"):  # benchmark figures recorded by scripts/record_metrics.py
+        return str(metrics["headline"])
+    val = metrics.get("validation", {})
+    if "psnr_at_horizon" in val:
+        return f"validation {val['psnr_at_horizon']:.2f} dB (held-out crops)"
+    items = [(k, v) for k, v in _flatten(metrics) if isinstance(v, (int, float))]
+    text = ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in items[:limit])
+    return text + (f" (+{len(items) - limit})" if len(items) > limit else "")
+
+
+def _models_table(rows: list[dict], folder: Path) -> None:
+    from rich.table import Table
+
+    if not rows:
+        console.print(f"no bundled models in {folder} (set RIM_WEIGHTS to a weights folder)", markup=False)
+        return
+    table = Table(title=f"models in {folder}", title_justify="left")
+    for name in ("name", "tasks", "ch", "params", "steps", "size", "metrics"):
+        numeric = name in ("ch", "params", "steps", "size")
+        table.add_column(name, justify="right" if numeric else "left", no_wrap=name != "metrics", overflow="fold")
+    for r in rows:
+        size = f"{r['file_size'] / 1e6:.2f} MB" if r["file_size"] is not None else "[red]missing[/red]"
+        params = f"{r['params']:,}" if r["params"] is not None else "?"
+        metrics = _metrics_text(r["metrics"])
+        table.add_row(r["name"], ",".join(r["tasks"]), str(r["channels"]), params, str(r["default_steps"]), size, metrics)
+    out.print(table)

@@ -1,0 +1,577 @@
+"""Training: unrolled RIM, loss summed over all steps, fresh corruption every batch.
+
+Reproducible and resumable: the data/noise generator, the model, the optimiser and the
+schedule are all in the checkpoint, so `--resume` continues the same run bit for bit.
+Data-parallel under `torchrun` (DDP; NCCL on GPUs, gloo on CPU).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .inference import resolve_device, unroll
+from .model import RIM, RIMConfig
+from .operators import ENSEMBLES, Blur, Denoise, Downsample, LinearOperator, RandomProjection, gaussian_kernel
+
+TASKS = ("denoise", "superres", "cs", "deblur")
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
+#: noise std ranges in gray levels (0..255 scale) when the config leaves them unset
+DEFAULT_SIGMA = {"denoise": (0.0, 75.0), "superres": (0.0, 2.0), "cs": (0.0, 50.0), "deblur": (0.0, 25.0)}
+
+
+#: settings a resumed run may change without altering the data stream or the update rule
+RESUMABLE_CHANGES = {"iters", "device", "val_every", "log_every", "out", "data", "val"}
+
+
+class TrainError(ValueError):
+    pass
+
+
+@dataclass
+class TrainConfig:
+    task: str = "denoise"  # comma list of denoise, superres, cs, deblur; "3task" = cs on all ensembles
+    channels: int = 1
+    data: str = ""
+    val: str | None = None
+    val_split: int = 8  # images held out of `data` when no `val` folder is given
+    out: str = "runs/rim"
+    patch: int = 48
+    batch: int = 16
+    iters: int = 10000
+    steps: int = 8  # unrolled steps T
+    loss_weights: str = "equal"  # equal | increasing
+    lr: float = 1e-3
+    schedule: str = "cosine"  # cosine | constant
+    warmup: int = 100
+    grad_clip: float = 1.0
+    arch: str = "rim"
+    hidden: int = 64
+    sigma_range: list[float] | None = None  # gray levels; None = task default (DEFAULT_SIGMA)
+    scales: list[int] = field(default_factory=lambda: [2, 3, 4])
+    ensembles: list[str] = field(default_factory=lambda: list(ENSEMBLES))
+    ratios: list[float] = field(default_factory=lambda: [0.5, 0.25, 0.125])
+    blur_range: list[float] = field(default_factory=lambda: [0.5, 3.0])  # Gaussian blur std, pixels
+    device: str = "auto"
+    amp: str = "off"  # off | bf16 | fp16
+    seed: int = 0
+    val_every: int = 500
+    log_every: int = 25
+    val_images: int = 8
+    val_crop: int = 96
+    grad_checkpoint: bool = False
+    compile: bool = False
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise TrainError(f"unknown config key(s): {', '.join(unknown)}")
+        cfg = cls(**d)
+        cfg.validate()
+        return cfg
+
+    def tasks(self) -> list[str]:
+        out = []
+        for t in (s.strip() for s in self.task.split(",") if s.strip()):
+            out.append("cs" if t == "3task" else t)
+        return out
+
+    def validate(self) -> None:
+        tasks = self.tasks()
+        if not tasks or any(t not in TASKS for t in tasks):
+            raise TrainError(f"task must be a comma list of {', '.join(TASKS)} or 3task, got {self.task!r}")
+        if "3task" in self.task and sorted(self.ensembles) != sorted(ENSEMBLES):
+            raise TrainError("3task trains on all three ensembles; drop --ensembles or use --task cs")
+        if self.channels not in (1, 3):
+            raise TrainError("channels must be 1 or 3")
+        if self.loss_weights not in ("equal", "increasing"):
+            raise TrainError("loss_weights must be equal or increasing")
+        if self.schedule not in ("cosine", "constant"):
+            raise TrainError("schedule must be cosine or constant")
+        if self.amp not in ("off", "bf16", "fp16"):
+            raise TrainError("amp must be off, bf16 or fp16")
+        for name in ("batch", "iters", "steps", "patch", "hidden", "val_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise TrainError(f"{name} must be >= 1")
+        if any(s not in (2, 3, 4, 5, 6, 8) for s in self.scales):
+            raise TrainError("scales must be integers in 2..8")
+        if any(e not in ENSEMBLES for e in self.ensembles):
+            raise TrainError(f"ensembles must be among {', '.join(ENSEMBLES)}")
+        if any(not 0 < r <= 1 for r in self.ratios):
+            raise TrainError("ratios must be in (0, 1]")
+        if self.sigma_range is not None and (len(self.sigma_range) != 2 or not 0 <= self.sigma_range[0] <= self.sigma_range[1]):
+            raise TrainError("sigma_range must be lo:hi with 0 <= lo <= hi")
+        if "cs" in tasks and self.patch % 32:
+            raise TrainError("cs training needs a patch size that is a multiple of 32")
+        if "superres" in tasks and any(self.patch % s for s in self.scales):
+            raise TrainError(f"patch {self.patch} must be a multiple of every scale in {self.scales}")
+
+    def sigma_for(self, task: str) -> tuple[float, float]:
+        lo, hi = self.sigma_range if self.sigma_range is not None else DEFAULT_SIGMA[task]
+        return float(lo), float(hi)
+
+    def model_config(self) -> RIMConfig:
+        return RIMConfig(channels=self.channels, hidden=self.hidden, arch=self.arch)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------- data
+
+
+def list_images(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise TrainError(f"data folder {folder} does not exist")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
+    if not files:
+        raise TrainError(f"no images found in {folder}")
+    return files
+
+
+def load_images(files: list[Path], channels: int) -> list[torch.Tensor]:
+    """Decode once into memory as uint8 (C, H, W) tensors; gray uses ITU-R 601 luma (PIL 'L')."""
+    from PIL import Image
+
+    out = []
+    for f in files:
+        with Image.open(f) as im:
+            im = im.convert("L" if channels == 1 else "RGB")
+            a = np.array(im, dtype=np.uint8)
+        a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+        out.append(torch.from_numpy(np.ascontiguousarray(a)))
+    return out
+
+
+class PatchSampler:
+    """Random crops with flips and 90-degree rotations, drawn from one seeded generator."""
+
+    def __init__(self, images: list[torch.Tensor], patch: int, generator: torch.Generator):
+        small = [i for i, im in enumerate(images) if min(im.shape[-2:]) < patch]
+        if small:
+            raise TrainError(f"{len(small)} training image(s) are smaller than the {patch}px patch; use a smaller --patch")
+        self.images, self.patch, self.g = images, patch, generator
+
+    def _randint(self, hi: int) -> int:
+        return int(torch.randint(hi, (1,), generator=self.g))
+
+    def batch(self, n: int) -> torch.Tensor:
+        p = self.patch
+        out = []
+        for _ in range(n):
+            im = self.images[self._randint(len(self.images))]
+            top = self._randint(im.shape[-2] - p + 1)
+            left = self._randint(im.shape[-1] - p + 1)
+            crop = im[:, top : top + p, left : left + p]
+            if self._randint(2):
+                crop = crop.flip(-1)
+            crop = torch.rot90(crop, self._randint(4), dims=(-2, -1))
+            out.append(crop)
+        return torch.stack(out).float().div_(255.0)
+
+
+def _uniform(lo: float, hi: float, n: int, g: torch.Generator) -> torch.Tensor:
+    return lo + (hi - lo) * torch.rand(n, generator=g)
+
+
+def sample_operator(cfg: TrainConfig, task: str, n: int, g: torch.Generator) -> LinearOperator:
+    """A fresh forward operator for one batch (scale, blur, ensemble and matrices drawn from g)."""
+    if task == "denoise":
+        return Denoise()
+    if task == "superres":
+        return Downsample(cfg.scales[int(torch.randint(len(cfg.scales), (1,), generator=g))])
+    if task == "deblur":
+        lo, hi = cfg.blur_range
+        width = float(_uniform(lo, hi, 1, g))
+        return Blur(gaussian_kernel(width, size=2 * math.ceil(3 * hi) + 1))
+    kind = cfg.ensembles[int(torch.randint(len(cfg.ensembles), (1,), generator=g))]
+    ratio = cfg.ratios[int(torch.randint(len(cfg.ratios), (1,), generator=g))]
+    return RandomProjection(kind, ratio, seed=int(torch.randint(2**62, (1,), generator=g)), batch=n)
+
+
+def corrupt(cfg: TrainConfig, task: str, x: torch.Tensor, g: torch.Generator) -> tuple[LinearOperator, torch.Tensor, torch.Tensor]:
+    """Draw an operator and per-sample noise levels, and simulate y = A x + n."""
+    op = sample_operator(cfg, task, x.shape[0], g)
+    lo, hi = cfg.sigma_for(task)
+    sigma = _uniform(lo, hi, x.shape[0], g) / 255.0
+    y = op.measure(x, sigma, g)
+    if task == "superres":  # LR images come as 8-bit files
+        y = torch.round(y * 255.0) / 255.0
+    return op, y, sigma
+
+
+# ---------------------------------------------------------------- model / loss
+
+
+class Unrolled(nn.Module):
+    """The whole T-step loop as one module, so DDP sees one forward per iteration."""
+
+    def __init__(self, rim: RIM):
+        super().__init__()
+        self.rim = rim
+
+    def forward(self, y: torch.Tensor, op: LinearOperator, sigma: torch.Tensor, steps: int,
+                autocast: torch.dtype | None = None, checkpoint: bool = False) -> torch.Tensor:
+        return torch.stack(unroll(self.rim, y, op, sigma, steps, autocast=autocast, checkpoint=checkpoint))
+
+
+def step_weights(kind: str, steps: int) -> torch.Tensor:
+    w = torch.ones(steps) if kind == "equal" else torch.arange(1, steps + 1, dtype=torch.float32)
+    return w / w.mean()  # mean 1: the loss stays on the scale of one step's MSE
+
+
+def unrolled_loss(xs: torch.Tensor, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """sum_t w_t MSE(x_t, x) / T, with xs of shape (T, B, C, H, W)."""
+    mse = ((xs - x.unsqueeze(0)) ** 2).flatten(1).mean(1)
+    return (weights.to(mse) * mse).mean()
+
+
+def lr_factor(cfg: TrainConfig, it: int) -> float:
+    if it < cfg.warmup:
+        return (it + 1) / cfg.warmup
+    if cfg.schedule == "constant":
+        return 1.0
+    progress = (it - cfg.warmup) / max(1, cfg.iters - cfg.warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+# ---------------------------------------------------------------- validation
+
+
+def validation_set(cfg: TrainConfig, images: list[torch.Tensor]) -> list[tuple[str, dict]]:
+    """Fixed evaluation settings per task: (label, settings)."""
+    sets = []
+    for task in cfg.tasks():
+        if task == "denoise":
+            sets += [(f"denoise_s{s}", {"task": task, "sigma": s}) for s in (15, 25, 50)]
+        elif task == "superres":
+            sets += [(f"sr_x{s}", {"task": task, "scale": s}) for s in cfg.scales]
+        elif task == "deblur":
+            sets += [(f"deblur_b{b}", {"task": task, "blur": b, "sigma": 2.0}) for b in (1.0, 2.0)]
+        else:
+            r = sorted(cfg.ratios)[len(cfg.ratios) // 2]
+            sets += [(f"cs_{e}_r{r:g}", {"task": task, "ensemble": e, "ratio": r, "sigma": 10.0}) for e in cfg.ensembles]
+    return sets
+
+
+def _crop_multiple(cfg: TrainConfig) -> int:
+    """Crops must tile exactly into LR pixels (superres) and 32x32 blocks (cs)."""
+    tasks = cfg.tasks()
+    m = math.lcm(*cfg.scales) if "superres" in tasks else 1
+    return math.lcm(m, 32) if "cs" in tasks else m
+
+
+def _val_batch(cfg: TrainConfig, images: list[torch.Tensor]) -> torch.Tensor:
+    c = cfg.val_crop - cfg.val_crop % _crop_multiple(cfg)
+    if c < 1:
+        raise TrainError(f"val_crop must be at least {_crop_multiple(cfg)} for these tasks")
+    crops = []
+    for im in images[: cfg.val_images]:
+        h, w = im.shape[-2:]
+        if min(h, w) < c:
+            raise TrainError(f"validation images must be at least {c}px on each side")
+        top, left = (h - c) // 2, (w - c) // 2
+        crops.append(im[:, top : top + c, left : left + c])
+    return torch.stack(crops).float() / 255.0
+
+
+def _val_operator(s: dict, n: int) -> tuple[LinearOperator, float]:
+    task = s["task"]
+    if task == "denoise":
+        return Denoise(), s["sigma"]
+    if task == "superres":
+        return Downsample(s["scale"]), 0.0
+    if task == "deblur":
+        return Blur.gaussian(s["blur"]), s["sigma"]
+    return RandomProjection(s["ensemble"], s["ratio"], seed=1234, batch=n), s["sigma"]
+
+
+@torch.no_grad()
+def validate(model: RIM, cfg: TrainConfig, x: torch.Tensor, device: torch.device) -> dict[str, list[float]]:
+    """PSNR (peak 1 on 8-bit-rounded outputs) at every step for each validation setting."""
+    model.eval()
+    out = {}
+    for label, s in validation_set(cfg, []):
+        op, sigma = _val_operator(s, x.shape[0])
+        g = torch.Generator().manual_seed(4321)
+        y = op.measure(x, sigma / 255.0, g)
+        if s["task"] == "superres":
+            y = torch.round(y * 255.0) / 255.0
+        xs = unroll(model, y.to(device), op.to(device), sigma / 255.0, 2 * cfg.steps)
+        ref = x.to(device)
+        out[label] = [float(_psnr_batch(torch.round(xt * 255) / 255, ref).mean()) for xt in xs]
+    model.train()
+    return out
+
+
+def _psnr_batch(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    mse = ((a - b) ** 2).flatten(1).mean(1).clamp_min(1e-12)
+    return 10 * torch.log10(1.0 / mse)
+
+
+def val_score(curves: dict[str, list[float]], steps: int) -> float:
+    """Mean PSNR over settings at the training horizon (what checkpoint selection uses)."""
+    return float(np.mean([c[steps - 1] for c in curves.values()]))
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    if not path.is_file():
+        raise TrainError(f"no checkpoint at {path}")
+    return torch.load(path, map_location="cpu", weights_only=True)  # no arbitrary pickle
+
+
+def git_commit() -> str | None:
+    try:
+        root = Path(__file__).resolve().parents[2]
+        r = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        return r.stdout.strip() or None if r.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+# ---------------------------------------------------------------- distributed
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    import torch.distributed as dist
+
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+# ---------------------------------------------------------------- the loop
+
+
+@dataclass
+class TrainState:
+    iteration: int = 0
+    best: float = -math.inf
+    history: list[dict] = field(default_factory=list)
+
+
+def _split(cfg: TrainConfig) -> tuple[list[Path], list[Path]]:
+    files = list_images(Path(cfg.data))
+    if cfg.val:
+        return files, list_images(Path(cfg.val))
+    if cfg.val_split >= len(files):
+        raise TrainError(f"val_split {cfg.val_split} leaves no training images out of {len(files)}")
+    # deterministic hold-out: every k-th image, so train and val cover the same kinds of scenes
+    k = max(1, len(files) // max(1, cfg.val_split))
+    val = files[::k][: cfg.val_split]
+    return [f for f in files if f not in set(val)], val
+
+
+def train(cfg: TrainConfig, resume: bool = False, command: str | None = None,
+          on_log: Callable[[dict], None] | None = None, time_limit: float | None = None) -> Path:
+    """Run (or resume) training; returns the run folder. Writes log.jsonl, last.pt, best.pt.
+
+    `time_limit` (seconds) ends the run early but cleanly: validate, checkpoint, return; a later
+    `resume=True` call continues it (for time-boxed machines and job queues)."""
+    started = time.monotonic()
+    cfg.validate()
+    device = resolve_device(cfg.device)
+    dist = init_distributed(device)
+    if device.type == "cuda" and dist.world > 1:
+        device = torch.device("cuda", dist.local_rank)
+        torch.cuda.set_device(device)
+    out = Path(cfg.out)
+    ckpt_path = out / "last.pt"
+    if dist.main:
+        out.mkdir(parents=True, exist_ok=True)
+        if not resume and ckpt_path.exists():
+            raise TrainError(f"{out} already holds a run; use --resume to continue it or choose another --out")
+
+    train_files, val_files = _split(cfg)
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + dist.rank)
+    sampler = PatchSampler(load_images(train_files, cfg.channels), cfg.patch, gen)
+    val_x = _val_batch(cfg, load_images(val_files, cfg.channels)) if dist.main else None
+
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    rim = RIM(cfg.model_config()).to(device)
+    if cfg.compile:  # compile the cell only: the loop and the operators stay eager
+        rim.cell.compile()  # in place: state_dict keys stay unprefixed
+    net: nn.Module = Unrolled(rim)
+    if dist.world > 1:
+        net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    opt = torch.optim.Adam(rim.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: lr_factor(cfg, it))
+    state = TrainState()
+
+    if resume:
+        ck = load_checkpoint(ckpt_path)
+        saved = TrainConfig.from_dict(ck["config"])
+        changed = [k for k, v in saved.to_dict().items() if v != getattr(cfg, k) and k not in RESUMABLE_CHANGES]
+        if changed:
+            raise TrainError(f"{ckpt_path} was written with different {', '.join(changed)}; resume with the same settings")
+        rim.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        gen.set_state(ck["rng"][dist.rank] if dist.rank < len(ck["rng"]) else ck["rng"][0])
+        state = TrainState(ck["iteration"], ck["best"], ck.get("history", []))
+
+    amp = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.amp]
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
+    weights = step_weights(cfg.loss_weights, cfg.steps)
+    tasks = cfg.tasks()
+    meta = {"command": command, "commit": git_commit(), "train_images": len(train_files),
+            "val_images": [f.name for f in val_files], "world_size": dist.world}
+    if dist.main and not resume:
+        (out / "config.json").write_text(json.dumps({"config": cfg.to_dict(), **meta}, indent=2))
+
+    t0, seen = time.perf_counter(), 0
+    running = []
+    while state.iteration < cfg.iters:
+        task = tasks[int(torch.randint(len(tasks), (1,), generator=gen))]
+        x = sampler.batch(cfg.batch)
+        op, y, sigma = corrupt(cfg, task, x, gen)
+        x, y, sigma, op = x.to(device), y.to(device), sigma.to(device), op.to(device)
+        xs = net(y, op, sigma, cfg.steps, amp, cfg.grad_checkpoint)
+        loss = unrolled_loss(xs, x, weights)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
+        nn.utils.clip_grad_norm_(rim.parameters(), cfg.grad_clip)
+        scaler.step(opt)
+        scaler.update()
+        sched.step()
+        state.iteration += 1
+        seen += cfg.batch * dist.world
+        running.append(float(loss.detach()))
+        it = state.iteration
+        if dist.main and (it % cfg.log_every == 0 or it == cfg.iters):
+            dt = time.perf_counter() - t0
+            rec = {"iter": it, "loss": float(np.mean(running)), "lr": sched.get_last_lr()[0],
+                   "patches_per_s": seen / dt, "eps": float(rim.eps.detach())}
+            running, seen, t0 = [], 0, time.perf_counter()
+            _log(out, rec, on_log)
+        out_of_time = time_limit is not None and _agree(time.monotonic() - started > time_limit, dist)
+        if it % cfg.val_every == 0 or it == cfg.iters or out_of_time:
+            rng = _gather_rng(gen, dist)
+            digests = _gather_digests(rim, dist)
+            if dist.main:
+                curves = validate(rim, cfg, val_x, device)
+                score = val_score(curves, cfg.steps)
+                state.history.append({"iter": it, "val_psnr": score})
+                improved = score > state.best
+                state.best = max(state.best, score)
+                ck = _checkpoint(rim, opt, sched, rng, state, cfg, meta)
+                if improved:
+                    _atomic_save(ck, out / "best.pt")
+                _atomic_save(ck, ckpt_path)
+                rec = {"iter": it, "val": curves, "val_psnr": score, "best": improved}
+                if dist.world > 1:  # DDP must keep every replica identical: record it so drift is visible
+                    rec["rank_digests"] = digests
+                _log(out, rec, on_log)
+                t0 = time.perf_counter()
+            _barrier(dist)
+        if out_of_time:
+            break
+    return out
+
+
+def _agree(flag: bool, dist: Dist) -> bool:
+    """True on every rank if true on any (ranks must stop at the same iteration)."""
+    if dist.world == 1:
+        return flag
+    import torch.distributed as tdist
+
+    t = torch.tensor([int(flag)], device="cuda" if tdist.get_backend() == "nccl" else "cpu")
+    tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def _barrier(dist: Dist) -> None:
+    if dist.world > 1:
+        import torch.distributed as tdist
+
+        tdist.barrier()
+
+
+def _gather_rng(gen: torch.Generator, dist: Dist) -> list[torch.Tensor]:
+    """Every rank's data-stream state, so a resumed DDP run continues each one."""
+    if dist.world == 1:
+        return [gen.get_state()]
+    import torch.distributed as tdist
+
+    states: list[Any] = [None] * dist.world
+    tdist.all_gather_object(states, gen.get_state())
+    return states
+
+
+def _gather_digests(rim: RIM, dist: Dist) -> list[str]:
+    """sha256 of each rank's parameters."""
+    h = hashlib.sha256()
+    for p in rim.parameters():
+        h.update(p.detach().cpu().numpy().tobytes())
+    if dist.world == 1:
+        return [h.hexdigest()]
+    import torch.distributed as tdist
+
+    out: list[Any] = [None] * dist.world
+    tdist.all_gather_object(out, h.hexdigest())
+    return out
+
+
+def _checkpoint(rim: RIM, opt, sched, rng: list[torch.Tensor], state: TrainState, cfg: TrainConfig, meta: dict) -> dict:
+    return {
+        "model": rim.state_dict(), "model_config": rim.config.to_dict(), "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(), "rng": rng, "iteration": state.iteration, "best": state.best,
+        "history": state.history, "config": cfg.to_dict(), "meta": meta,
+    }
+
+
+def _log(out: Path, rec: dict, on_log: Callable[[dict], None] | None) -> None:
+    rec = {"time": time.time(), **rec}
+    with open(out / "log.jsonl", "a") as f:
+        f.write(json.dumps(rec) + "\n")
+    if on_log is not None:
+        on_log(rec)
+
+
+def read_log(run: Path) -> list[dict]:
+    path = run / "log.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def command_line() -> str:
+    return " ".join(["rim", *sys.argv[1:]]) if sys.argv else "rim train"

@@ -1,0 +1,57 @@
+"""Shared fixtures. Nothing here downloads anything."""
+
+from __future__ import annotations
+
+import json
+import os
+
+# Test workloads are tiny: one thread is fastest, and on a shared 2-core box the BLAS/torch thread
+# pools spin against other processes (a 96x96 restore took 1.5 s on 2 threads, 0.03 s on 1; the
+# LR-file check 4.7 s instead of 0.6 s). OpenBLAS reads this when numpy loads, hence before imports.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED_DATA = SHARED / "data"
+
+requires_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared data not available")
+
+# the bundled model names and what they serve (mirrors weights/manifest.json)
+TINY_MODELS = {
+    "rim-gray-denoise": (["denoise"], 1),
+    "rim-rgb-denoise": (["denoise", "deblur"], 3),
+    "rim-sr": (["superres"], 3),
+    "rim-3task": (["cs", "denoise"], 1),
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A weights folder with tiny untrained RIMs under the bundled names (fast, deterministic)."""
+    from rimcli.model import RIM, RIMConfig
+    from rimcli.weights import ModelEntry, save_model, write_manifest
+
+    folder = tmp_path_factory.mktemp("weights")
+    entries = {}
+    for i, (name, (tasks, ch)) in enumerate(TINY_MODELS.items()):
+        torch.manual_seed(i)
+        model = RIM(RIMConfig(channels=ch, hidden=8))
+        digest = save_model(model, folder / f"{name}.safetensors")
+        entries[name] = ModelEntry(name=name, file=f"{name}.safetensors", sha256=digest, tasks=tasks, channels=ch,
+                                   config=model.config.to_dict(), default_steps=3, description="tiny test model")
+    write_manifest(entries, folder)
+    json.loads((folder / "manifest.json").read_text())
+    return folder
+
+
+@pytest.fixture
+def tiny_weights(tiny_weights_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point rimcli at the tiny weights for one test."""
+    monkeypatch.setenv("RIM_WEIGHTS", str(tiny_weights_dir))
+    return tiny_weights_dir

@@ -1,0 +1,145 @@
+"""The RIM cell and its ablations: sizes, shapes, the trainable eps, what each variant may see."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rimcli.inference import unroll
+from rimcli.model import ARCHS, RIM, RIMConfig
+from rimcli.operators import Denoise, Downsample
+
+
+def _expected_parameters(arch: str, c: int, f: int) -> int:
+    """Counted by hand from the layers, so a changed layer shows up as a changed formula."""
+    gru_1x1 = (2 * f * 2 * f + 2 * f) + (f * f + f) + f * f  # gates, candidate from input, from state
+    conv_mid = 9 * f * f + f
+    conv_out = 9 * f * c + c
+    phi = 1
+    if arch == "paper":
+        h = 4 * f
+        down = 9 * 2 * c * f + f
+        gru_3x3 = 9 * (f + h) * 2 * h + 2 * h + 9 * f * h + h + 9 * h * h
+        up = 9 * h * f + f
+        return down + gru_3x3 + up + conv_out + phi
+    conv_in = 25 * (c if arch == "gdn" else 2 * c) * f + f
+    middle = 2 * (f * f + f) if arch == "ffn" else 2 * gru_1x1
+    return conv_in + middle + conv_mid + conv_out + phi
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("hidden", [8, 64])
+@pytest.mark.parametrize("arch", ARCHS)
+def test_parameter_count_matches_the_architecture(arch: str, hidden: int, channels: int) -> None:
+    model = RIM(RIMConfig(channels=channels, hidden=hidden, arch=arch))
+    assert model.num_parameters() == _expected_parameters(arch, channels, hidden)
+
+
+def test_default_architecture_has_90306_parameters() -> None:
+    """The figure quoted in the closing note (gray; 97,860 for RGB)."""
+    assert RIM().num_parameters() == 90_306
+    assert RIM(RIMConfig(channels=3)).num_parameters() == 97_860
+
+
+@pytest.mark.parametrize("hw", [(16, 20), (15, 17)], ids=["even", "odd"])
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("arch", ARCHS)
+def test_step_returns_update_and_state_of_the_right_shapes(arch: str, channels: int, hw: tuple[int, int]) -> None:
+    model = RIM(RIMConfig(channels=channels, hidden=8, arch=arch))
+    x = torch.rand(2, channels, *hw)
+    state = model.init_state(x)
+    delta, new_state = model(x, torch.randn_like(x), state)
+    assert delta.shape == x.shape
+    assert [s.shape for s in new_state] == [s.shape for s in state]
+
+
+def test_eps_is_positive_trainable_and_starts_at_eps_init() -> None:
+    model = RIM(RIMConfig(hidden=8, eps_init=1e-3))
+    assert model.eps.item() == pytest.approx(1e-3, rel=1e-5)
+    assert model.phi.requires_grad and any(p is model.phi for p in model.parameters())
+    with torch.no_grad():
+        model.phi.fill_(-50.0)  # softplus keeps it positive whatever the optimiser does
+    assert model.eps.item() > 0
+
+
+def test_gdn_ignores_the_current_estimate() -> None:
+    torch.manual_seed(0)
+    model = RIM(RIMConfig(hidden=8, arch="gdn"))
+    x = torch.rand(1, 1, 12, 12)
+    grad = torch.randn_like(x)
+    state = [torch.randn_like(s) for s in model.init_state(x)]
+    a, _ = model(x, grad, state)
+    b, _ = model(torch.rand_like(x), grad, state)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_rim_uses_the_current_estimate() -> None:
+    model = RIM(RIMConfig(hidden=8))
+    x = torch.rand(1, 1, 12, 12)
+    grad = torch.randn_like(x)
+    state = model.init_state(x)
+    assert not torch.allclose(model(x, grad, state)[0], model(torch.rand_like(x), grad, state)[0])
+
+
+def test_ffn_has_no_state() -> None:
+    model = RIM(RIMConfig(hidden=8, arch="ffn"))
+    x = torch.rand(1, 1, 12, 12)
+    assert model.init_state(x) == []
+    delta, state = model(x, torch.randn_like(x), [])
+    assert state == []
+    assert not any("rnn" in name for name, _ in model.named_parameters())
+
+
+@pytest.mark.parametrize("arch", ["rim", "gdn", "paper"])
+def test_recurrent_state_changes_the_output(arch: str) -> None:
+    torch.manual_seed(0)
+    model = RIM(RIMConfig(hidden=8, arch=arch))
+    x = torch.rand(1, 1, 12, 12)
+    grad = torch.randn_like(x)
+    zero = model.init_state(x)
+    other = [torch.randn_like(s) for s in zero]
+    assert not torch.allclose(model(x, grad, zero)[0], model(x, grad, other)[0])
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_gradient_reaches_every_parameter_through_unroll(arch: str) -> None:
+    torch.manual_seed(0)
+    model = RIM(RIMConfig(channels=3, hidden=8, arch=arch))
+    x = torch.rand(2, 3, 24, 24)
+    op = Downsample(2)  # an operator with a non-trivial A^T, so the eps path is exercised too
+    y = op.measure(x, 0.01, torch.Generator().manual_seed(0))
+    xs = unroll(model, y, op, 0.01, steps=3)
+    loss = sum(((xt - x) ** 2).mean() for xt in xs)
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not bool(p.grad.abs().sum() > 0)]
+    assert missing == []
+
+
+def test_unroll_with_checkpointing_gives_the_same_gradients() -> None:
+    torch.manual_seed(0)
+    model = RIM(RIMConfig(hidden=8))
+    x = torch.rand(1, 1, 16, 16)
+    y = Denoise().measure(x, 0.1, torch.Generator().manual_seed(0))
+    grads = []
+    for checkpoint in (False, True):
+        model.zero_grad()
+        sum(((xt - x) ** 2).mean() for xt in unroll(model, y, Denoise(), 0.1, 3, checkpoint=checkpoint)).backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"arch": "lstm"}, "unknown arch"), ({"channels": 2}, "channels"), ({"hidden": 0}, "hidden")],
+)
+def test_bad_config_raises(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        RIMConfig(**kwargs)
+
+
+def test_config_round_trips_and_rejects_unknown_keys() -> None:
+    cfg = RIMConfig(channels=3, hidden=16, arch="gdn")
+    assert RIMConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown model config keys: depth, width"):
+        RIMConfig.from_dict({**cfg.to_dict(), "width": 3, "depth": 2})

@@ -1,0 +1,231 @@
+"""Forward operators: adjointness, likelihood gradient, shapes, reproducibility, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from rimcli.operators import (
+    ENSEMBLES,
+    Blur,
+    Denoise,
+    Downsample,
+    LinearOperator,
+    RandomProjection,
+    as_sigma,
+    gaussian_kernel,
+    load_kernel,
+)
+
+# A non-symmetric kernel (3x5, random positive) catches a missing flip/transpose in the adjoint.
+SKEW_KERNEL = torch.rand(3, 5, generator=torch.Generator().manual_seed(7)) + 0.1
+
+
+def _operators() -> list[tuple[str, LinearOperator, tuple[int, int]]]:
+    """(id, operator, image size). Sizes are multiples of 12 (every SR scale) or 32 (projections)."""
+    ops: list[tuple[str, LinearOperator, tuple[int, int]]] = [("denoise", Denoise(), (20, 28))]
+    ops += [(f"sr{s}", Downsample(s), (24, 36)) for s in (2, 3, 4)]
+    ops += [("blur-gauss", Blur.gaussian(1.5), (24, 30)), ("blur-skew", Blur(SKEW_KERNEL), (24, 30))]
+    ops += [(f"cs-{k}-{r}", RandomProjection(k, r, seed=3, batch=2), (64, 96)) for k in ENSEMBLES for r in (0.1, 0.5, 1.0)]
+    return ops
+
+
+OPERATORS = _operators()
+IDS = [name for name, _, _ in OPERATORS]
+
+
+def _rand(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize(("name", "op", "hw"), OPERATORS, ids=IDS)
+def test_adjoint_matches_forward_in_inner_product(name: str, op: LinearOperator, hw: tuple[int, int], channels: int) -> None:
+    x = _rand(2, channels, *hw, seed=1)
+    ax = op.A(x)
+    y = _rand(*ax.shape, seed=2)
+    lhs = (ax * y).sum()
+    rhs = (x * op.A_adjoint(y)).sum()
+    assert abs(lhs - rhs) <= 1e-5 * max(abs(lhs), abs(rhs)), (lhs.item(), rhs.item())
+
+
+@pytest.mark.parametrize(("name", "op", "hw"), OPERATORS, ids=IDS)
+def test_closed_form_adjoint_equals_autograd_adjoint(name: str, op: LinearOperator, hw: tuple[int, int]) -> None:
+    y = _rand(*op.A(torch.zeros(2, 3, *hw, dtype=torch.float64)).shape, seed=3)
+    torch.testing.assert_close(op.A_adjoint(y), op.A_adjoint_autograd(y), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize(("name", "op", "hw"), OPERATORS, ids=IDS)
+def test_grad_is_autograd_gradient_of_gaussian_log_likelihood(name: str, op: LinearOperator, hw: tuple[int, int]) -> None:
+    x = _rand(2, 3, *hw, seed=4).requires_grad_(True)
+    y = op.A(_rand(2, 3, *hw, seed=5)).detach()
+    sigma = torch.tensor([0.1, 0.3], dtype=torch.float64)  # per sample
+    eps = 1e-3
+    resid = (y - op.A(x)).flatten(1)
+    loglik = -(resid**2).sum(1) / (2 * (sigma**2 + eps))
+    (expected,) = torch.autograd.grad(loglik.sum(), x)
+    torch.testing.assert_close(op.grad(x.detach(), y, sigma, eps), expected, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize(("name", "op", "hw"), OPERATORS, ids=IDS)
+def test_shapes_round_trip_for_gray_rgb_and_batch(name: str, op: LinearOperator, hw: tuple[int, int], channels: int) -> None:
+    x = torch.rand(2, channels, *hw)
+    y = op.A(x)
+    k = op.scale
+    assert y.shape[:2] == (2, channels) and y.shape[-2:] == (hw[0] // k, hw[1] // k)
+    assert op.x_shape(y.shape) == tuple(x.shape)
+    assert op.A_adjoint(y).shape == x.shape
+    assert op.init(y).shape == x.shape
+    assert op.grad(x, y, 0.1, 1e-4).shape == x.shape
+
+
+def test_projection_measurement_holds_m_values_per_block() -> None:
+    op = RandomProjection("gaussian", 0.25, patch=32)
+    assert op.A(torch.rand(1, 3, 64, 96)).shape == (1, 3, 256, 2, 3)
+
+
+def test_measure_is_reproducible_from_the_generator() -> None:
+    x = torch.rand(2, 1, 24, 24)
+    op = Downsample(2)
+    a = op.measure(x, 0.1, torch.Generator().manual_seed(11))
+    b = op.measure(x, 0.1, torch.Generator().manual_seed(11))
+    c = op.measure(x, 0.1, torch.Generator().manual_seed(12))
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert not torch.equal(a, c)
+
+
+def test_measure_adds_noise_of_the_given_std_per_sample() -> None:
+    x = torch.zeros(2, 1, 128, 128, dtype=torch.float64)
+    y = Denoise().measure(x, [0.0, 0.2], torch.Generator().manual_seed(0))
+    assert torch.equal(y[0], x[0])  # sigma 0: exactly A x
+    assert abs(y[1].std().item() - 0.2) < 0.01
+
+
+def test_as_sigma_rejects_negative_and_mismatched_sigma() -> None:
+    like = torch.zeros(1)
+    with pytest.raises(ValueError, match=">= 0"):
+        as_sigma(-0.1, 1, like)
+    with pytest.raises(ValueError, match="batch of 3"):
+        as_sigma([0.1, 0.2], 3, like)
+
+
+@pytest.mark.parametrize("kind", ENSEMBLES)
+def test_projection_matrix_is_reproducible_from_the_seed(kind: str) -> None:
+    a = RandomProjection(kind, 0.25, seed=5).matrix
+    b = RandomProjection(kind, 0.25, seed=5).matrix
+    c = RandomProjection(kind, 0.25, seed=6).matrix
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_projection_batch_holds_one_distinct_matrix_per_sample() -> None:
+    op = RandomProjection("gaussian", 0.1, seed=0, batch=3)
+    assert op.matrix.shape == (3, 102, 1024)
+    assert not torch.equal(op.matrix[0], op.matrix[1])
+    with pytest.raises(ValueError, match="3 matrices for a batch of 2"):
+        op.A(torch.rand(2, 1, 32, 32))
+
+
+@pytest.mark.parametrize(("ratio", "m"), [(1.0, 1024), (0.5, 512), (0.25, 256), (0.125, 128), (0.1, 102), (0.01, 10), (1e-5, 1)])
+@pytest.mark.parametrize("kind", ENSEMBLES)
+def test_projection_takes_round_ratio_times_1024_measurements_per_patch(kind: str, ratio: float, m: int) -> None:
+    op = RandomProjection(kind, ratio)
+    assert op.m == m and op.matrix.shape == (1, m, 1024)
+
+
+def test_gaussian_and_binary_entries_follow_their_ensembles() -> None:
+    n = 1024
+    g = RandomProjection("gaussian", 0.5, seed=1).matrix[0].double() * math.sqrt(n)  # rows scaled by 1/sqrt(n)
+    assert abs(g.mean().item()) < 0.01 and abs(g.std().item() - 1) < 0.01
+    b = RandomProjection("binary", 0.5, seed=1).matrix[0].double() * math.sqrt(n)
+    assert set(b.unique().tolist()) == {-1.0, 1.0}
+    assert abs((b > 0).double().mean().item() - 0.5) < 0.01
+
+
+@pytest.mark.parametrize("ratio", [1 / 1024, 2 / 1024, 0.1, 0.25, 0.5, 0.75, 1021 / 1024, 1022 / 1024, 1.0])
+def test_fourier_rows_are_orthonormal(ratio: float) -> None:
+    """Even m used to add the Re row of a frequency drawn again at random, so it could repeat one
+    already taken (at ratio 0.5, seed 3: rank 511 of 512); m above 1021 was refused."""
+    for seed in (0, 3):
+        mat = RandomProjection("fourier", ratio, seed=seed).matrix[0].double()
+        torch.testing.assert_close(mat @ mat.T, torch.eye(mat.shape[0], dtype=torch.float64), rtol=0, atol=1e-6)
+
+
+def test_fourier_rows_are_dft_rows_as_real_pairs() -> None:
+    """Each row is Re or Im of one unitary DFT row: its spectrum sits on one frequency and its conjugate."""
+    p = 32
+    mat = RandomProjection("fourier", 0.05, seed=2).matrix[0].double().reshape(-1, p, p)
+    spectrum = torch.fft.fft2(mat, norm="ortho").abs()
+    support = (spectrum > 1e-6).flatten(1).sum(1)
+    assert support[0] == 1  # the DC row
+    assert bool((support[1:] <= 2).all())
+
+
+@pytest.mark.parametrize("ratio", [0.1, 0.5])
+@pytest.mark.parametrize("kind", ENSEMBLES)
+def test_projection_init_is_consistent_with_noiseless_measurement(kind: str, ratio: float) -> None:
+    op = RandomProjection(kind, ratio, seed=1, batch=2)
+    y = op.A(torch.rand(2, 3, 64, 32))
+    x0 = op.init(y)
+    torch.testing.assert_close(op.A(x0), y, rtol=1e-4, atol=1e-4)
+    # minimum norm: x0 lies in the row space of M, so projecting onto it (pinv(M) M) leaves it unchanged
+    m = op.matrix.double()
+    row_space = torch.linalg.pinv(m) @ m
+    blocks = op._patches(x0.double())
+    torch.testing.assert_close(torch.einsum("bnk,bchwk->bchwn", row_space, blocks), blocks, rtol=1e-5, atol=1e-5)
+
+
+def test_denoise_init_is_the_measurement() -> None:
+    y = torch.rand(1, 3, 8, 8)
+    assert torch.equal(Denoise().init(y), y)
+
+
+def test_blur_is_a_true_convolution_with_the_kernel() -> None:
+    x = torch.zeros(1, 1, 9, 11, dtype=torch.float64)
+    x[0, 0, 4, 5] = 1  # an impulse away from the border reproduces the kernel itself
+    out = Blur(SKEW_KERNEL).A(x)[0, 0, 3:6, 3:8]
+    torch.testing.assert_close(out, SKEW_KERNEL.double(), rtol=0, atol=1e-7)
+
+
+def test_gaussian_kernel_is_normalised_symmetric_and_covers_three_sigma() -> None:
+    k = gaussian_kernel(1.5)
+    assert k.shape == (11, 11)
+    assert abs(k.sum().item() - 1) < 1e-6
+    torch.testing.assert_close(k, k.flip(0))
+    torch.testing.assert_close(k, k.T)
+
+
+def test_load_kernel_from_npy_is_normalised(tmp_path) -> None:
+    path = tmp_path / "k.npy"
+    np.save(path, np.ones((3, 5)))
+    k = load_kernel(path)
+    assert k.shape == (3, 5) and abs(k.sum().item() - 1) < 1e-6
+    np.save(path, -np.ones((3, 3)))
+    with pytest.raises(ValueError, match="non-negative"):
+        load_kernel(path)
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: RandomProjection("gaussian", 0), "ratio"),
+        (lambda: RandomProjection("gaussian", 1.5), "ratio"),
+        (lambda: RandomProjection("bernoulli", 0.5), "unknown ensemble"),
+        (lambda: RandomProjection("gaussian", 0.5).A(torch.rand(1, 1, 48, 64)), "multiples of 32"),
+        (lambda: Blur(torch.ones(4, 3)), "odd"),
+        (lambda: Blur(torch.ones(3)), "2-D"),
+        (lambda: Blur.gaussian(0), "> 0"),
+        (lambda: Downsample(0), "positive integer"),
+        (lambda: Downsample(2.5), "positive integer"),
+        (lambda: Downsample(3).A(torch.rand(1, 1, 24, 25)), "multiples of the scale 3"),
+    ],
+    ids=["ratio-0", "ratio-1.5", "unknown-kind", "not-multiple-of-32", "even-kernel", "1d-kernel", "blur-sigma-0", "scale-0",
+         "scale-2.5", "sr-size-not-multiple"],
+)
+def test_bad_operator_input_raises_value_error(make, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        make()

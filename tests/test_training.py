@@ -1,0 +1,183 @@
+"""`rim train` / `rim export`: learning, exact resume, DDP, clear errors."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from rimcli.training import TrainConfig, TrainError, read_log, train
+
+
+def _synthetic_images(folder: Path, n: int = 10, size: int = 64, seed: int = 0) -> Path:
+    """Piecewise-smooth images (blobs and edges): easy to denoise, quick to learn."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    for i in range(n):
+        img = 0.3 + 0.2 * np.sin(2 * np.pi * (rng.uniform(0.5, 2) * xx + rng.uniform(0, 1)))
+        for _ in range(3):
+            cy, cx, r = rng.uniform(0.2, 0.8, 3)
+            img = np.where((yy - cy) ** 2 + (xx - cx) ** 2 < (0.25 * r) ** 2, rng.uniform(0.1, 0.9), img)
+        Image.fromarray(np.clip(img * 255, 0, 255).astype(np.uint8)).save(folder / f"img{i:02d}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _synthetic_images(tmp_path_factory.mktemp("train") / "imgs")
+
+
+def _cfg(data: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(task="denoise", channels=1, data=str(data), out=str(out), patch=24, batch=4, iters=20, steps=3,
+                hidden=8, val_split=2, val_images=2, val_crop=32, val_every=10, log_every=5, warmup=5, lr=3e-3)
+    base.update(kw)
+    return TrainConfig.from_dict(base)
+
+
+def test_validation_psnr_rises(data_dir: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    run = train(_cfg(data_dir, tmp_path / "run", iters=60, val_every=10, sigma_range=[25, 25]))
+    vals = [r["val_psnr"] for r in read_log(run) if "val" in r]
+    assert len(vals) == 6
+    assert vals[-1] > vals[0] + 0.5, vals
+    # the log holds PSNR at every step (2x the horizon) for each validation setting
+    last = [r for r in read_log(run) if "val" in r][-1]
+    assert set(last["val"]) == {"denoise_s15", "denoise_s25", "denoise_s50"}
+    assert all(len(c) == 6 for c in last["val"].values())
+    assert (run / "best.pt").is_file() and (run / "last.pt").is_file()
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_resume_is_bit_for_bit(data_dir: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    cfg = dict(task="denoise,superres", channels=1, patch=24, scales=[2, 3], iters=20, val_every=10)
+    full = train(_cfg(data_dir, tmp_path / "full", **cfg))
+
+    def stop_at_10(rec: dict) -> None:
+        if rec.get("iter") == 10 and "val" in rec:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        train(_cfg(data_dir, tmp_path / "cut", **cfg), on_log=stop_at_10)
+    resumed = train(_cfg(data_dir, tmp_path / "cut", **cfg), resume=True)
+    a = torch.load(full / "last.pt", weights_only=True)
+    b = torch.load(resumed / "last.pt", weights_only=True)
+    assert a["iteration"] == b["iteration"] == 20
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert torch.equal(a["rng"][0], b["rng"][0])
+
+
+def test_resume_refuses_a_changed_recipe(data_dir: Path, tmp_path: Path) -> None:
+    train(_cfg(data_dir, tmp_path / "r", iters=10))
+    with pytest.raises(TrainError, match="different"):
+        train(_cfg(data_dir, tmp_path / "r", iters=20, lr=1e-2), resume=True)
+    with pytest.raises(TrainError, match="already holds a run"):
+        train(_cfg(data_dir, tmp_path / "r", iters=10))
+
+
+def test_cs_and_deblur_tasks_train(data_dir: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    run = train(_cfg(data_dir, tmp_path / "cs", task="3task,deblur", patch=32, iters=4, val_every=4,
+                     ratios=[0.25], val_crop=32))
+    last = [r for r in read_log(run) if "val" in r][-1]
+    assert {"cs_gaussian_r0.25", "cs_binary_r0.25", "cs_fourier_r0.25", "deblur_b1.0"} <= set(last["val"])
+
+
+def test_unknown_config_key_is_an_error() -> None:
+    with pytest.raises(TrainError, match="unknown config key"):
+        TrainConfig.from_dict({"task": "denoise", "sigmas": [0, 50]})
+
+
+def _rim(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rimcli", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--data", "/nonexistent/folder"], "does not exist"),
+        (["--data", "{data}", "--patch", "500"], "smaller than the 500px patch"),
+        (["--data", "{data}", "--task", "inpaint"], "task must be"),
+        (["--data", "{data}", "--config", "{bad_config}"], "unknown config key"),
+        (["--data", "{data}", "--sigma-range", "abc"], "LO:HI"),
+    ],
+)
+def test_cli_errors_are_one_line_exit_2(data_dir: Path, tmp_path: Path, args: list[str], message: str) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"learning_rate": 1}))
+    args = [a.format(data=data_dir, bad_config=bad) for a in args]
+    r = _rim("train", "--out", str(tmp_path / "run"), *args)
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_cli_train_then_export(data_dir: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text('task = "denoise"\nchannels = 1\npatch = 24\nbatch = 2\nhidden = 8\nsteps = 2\n'
+                   'val_split = 2\nval_images = 2\nval_crop = 32\nval_every = 4\n')
+    r = _rim("train", "--config", str(cfg), "--data", str(data_dir), "--iters", "4", "--out", str(tmp_path / "run"), "-q")
+    assert r.returncode == 0, r.stderr
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["config"]["iters"] == 4 and saved["config"]["hidden"] == 8  # flags override the file, file fills the rest
+    wdir = tmp_path / "weights"
+    r = _rim("export", str(tmp_path / "run"), "--name", "my-rim", "--weights-dir", str(wdir))
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads((wdir / "manifest.json").read_text())["models"]
+    (entry,) = manifest
+    assert entry["name"] == "my-rim" and entry["tasks"] == ["denoise"] and entry["default_steps"] == 2
+    assert entry["training"]["command"].startswith("rim train") and entry["training"]["iterations"] == 4
+    assert len(entry["metrics"]["validation"]["psnr_per_step"]["denoise_s25"]) == 4
+
+    from rimcli.weights import load_file
+
+    model = load_file(wdir / entry["file"], entry["sha256"])
+    ck = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, ck["model"][k])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_two_gloo_ranks_stay_identical(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), "-m", "rimcli", "train", "--data", str(data_dir), "--out", str(out),
+           "--task", "denoise", "--channels", "1", "--patch", "24", "--batch", "2", "--hidden", "8", "--steps", "2",
+           "--iters", "6", "--val-every", "3", "--val-split", "2", "--device", "cpu", "--threads", "1", "-q"]
+    cfg = tmp_path / "val.json"
+    cfg.write_text(json.dumps({"val_images": 2, "val_crop": 32}))
+    r = subprocess.run([*cmd, "--config", str(cfg)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    recs = [x for x in read_log(out) if "val" in x]
+    assert [x["iter"] for x in recs] == [3, 6]
+    for x in recs:
+        assert len(x["rank_digests"]) == 2 and x["rank_digests"][0] == x["rank_digests"][1]
+    # the replicas really trained: weights moved between the two checkpoints
+    assert recs[0]["rank_digests"][0] != recs[1]["rank_digests"][0]
+    ck = torch.load(out / "last.pt", weights_only=True)
+    assert len(ck["rng"]) == 2 and not torch.equal(ck["rng"][0], ck["rng"][1])  # each rank its own data stream
+
+
+def test_time_limit_stops_cleanly_and_resumes(data_dir: Path, tmp_path: Path) -> None:
+    run = train(_cfg(data_dir, tmp_path / "t", iters=1000, val_every=500), time_limit=0.0)
+    ck = torch.load(run / "last.pt", weights_only=True)
+    assert ck["iteration"] == 1  # stopped after the first iteration, with a checkpoint
+    train(_cfg(data_dir, tmp_path / "t", iters=3, val_every=500), resume=True)
+    assert torch.load(run / "last.pt", weights_only=True)["iteration"] == 3
