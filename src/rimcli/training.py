@@ -204,7 +204,9 @@ def sample_operator(cfg: TrainConfig, task: str, n: int, g: torch.Generator) -> 
     return RandomProjection(kind, ratio, seed=int(torch.randint(2**62, (1,), generator=g)), batch=n)
 
 
-def corrupt(cfg: TrainConfig, task: str, x: torch.Tensor, g: torch.Generator) -> tuple[LinearOperator, torch.Tensor, torch.Tensor]:
+def corrupt(
+    cfg: TrainConfig, task: str, x: torch.Tensor, g: torch.Generator
+) -> tuple[LinearOperator, torch.Tensor, torch.Tensor]:
     """Draw an operator and per-sample noise levels, and simulate y = A x + n."""
     op = sample_operator(cfg, task, x.shape[0], g)
     lo, hi = cfg.sigma_for(task)
