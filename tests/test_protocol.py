@@ -30,31 +30,22 @@ def _summary(report: dict, label: str) -> dict[str, dict]:
 
 
 @requires_shared
-@pytest.mark.slow
-def test_matlab_bicubic_scores_the_published_bsd100_and_set5_figures(tiny_weights: Path, tmp_path: Path) -> None:
-    _bench(["b100", "--scale", "2,3,4", "--steps", "1", "--max-steps", "1", "--baselines", "bicubic",
-            "--data", str(BENCH), "--out", str(tmp_path / "b100")])
-    report = json.loads((tmp_path / "b100" / "results.json").read_text())
-    published = {"x2": (29.55, 0.8425), "x3": (27.20, None), "x4": (25.96, None)}
-    for run in report["runs"]:
-        assert len(run["images"]) == 100
-    for scale, (psnr, ssim) in published.items():
-        (label,) = [r["label"] for r in report["runs"] if r["label"].endswith(scale[1:]) or r["label"] == scale]
-        bic = _summary(report, label)["bicubic"]
-        assert bic["psnr"] == pytest.approx(psnr, abs=0.01), (scale, bic["psnr"])
-        if ssim is not None:
-            assert bic["ssim"] == pytest.approx(ssim, abs=0.001)
-    _bench(["set5", "--scale", "2", "--steps", "1", "--max-steps", "1", "--baselines", "bicubic",
+def test_cli_scores_matlab_bicubic_at_the_published_set5_figure(tiny_weights: Path, tmp_path: Path) -> None:
+    """The CLI path end to end on Set5 x2 (cheap); the full BSD100 x2/x3/x4 check, through the same
+    loaders, baselines and metrics, is in test_metrics.py."""
+    _bench(["set5", "--scale", "2", "--steps", "1", "--max-steps", "1", "--baselines", "bicubic,pil",
             "--data", str(BENCH), "--out", str(tmp_path / "set5")])
     report = json.loads((tmp_path / "set5" / "results.json").read_text())
-    assert report["runs"][0]["summary"][-1]["method"] == "bicubic"
-    assert _summary(report, report["runs"][0]["label"])["bicubic"]["psnr"] == pytest.approx(33.64, abs=0.01)
+    (run,) = report["runs"]
+    assert len(run["images"]) == 5
+    assert _summary(report, run["label"])["bicubic"]["psnr"] == pytest.approx(33.64, abs=0.01)
 
 
 @requires_shared
 def test_bsd68_with_bm3d_writes_every_output(tiny_weights: Path, tmp_path: Path) -> None:
     out = tmp_path / "bsd68"
-    _bench(["bsd68", "--sigma", "25", "--limit", "4", "--baselines", "bm3d", "--data", str(BENCH), "--out", str(out),
+    pytest.importorskip("bm3d")
+    _bench(["bsd68", "--sigma", "25", "--limit", "2", "--baselines", "bm3d,nlm", "--data", str(BENCH), "--out", str(out),
             "--json", str(tmp_path / "copy.json")])
     for name in ("results.json", "results.csv", "results.md"):
         assert (out / name).stat().st_size > 0
@@ -62,8 +53,10 @@ def test_bsd68_with_bm3d_writes_every_output(tiny_weights: Path, tmp_path: Path)
     report = json.loads((out / "results.json").read_text())
     assert json.loads((tmp_path / "copy.json").read_text())["runs"] == report["runs"]
     methods = _summary(report, report["runs"][0]["label"])
-    assert set(methods) >= {"rim-gray-denoise", "noisy", "bm3d"}
-    # sigma 25 on these images: the noisy input sits near 20.2 dB, BM3D far above it
-    assert methods["noisy"]["psnr"] == pytest.approx(20.2, abs=0.3)
+    assert set(methods) >= {"rim-gray-denoise", "noisy", "bm3d", "nlm"}
+    assert len(report["runs"][0]["images"]) == 2
+    # sigma 25: 20.17 dB for unclipped noise; scoring rounds and clips the noisy input like any
+    # output, which lifts it a little on images with saturated regions. BM3D sits far above it.
+    assert 20.1 < methods["noisy"]["psnr"] < 21.0
     assert methods["bm3d"]["psnr"] > methods["noisy"]["psnr"] + 6
     assert report["models"][0]["sha256"] and report["machine"] and report["date"] and report["protocol"]

@@ -139,6 +139,6 @@ def describe(name: str) -> str:
         "nlm": "skimage denoise_nl_means fast_mode, h=0.6 sigma, sigma given, patch 5 (7 gray sigma>30), distance 6",
         "tv": "skimage denoise_tv_chambolle, weight=c(sigma)*sigma/255, c=0.70/0.80/0.95 at sigma 15/25/50 (interpolated)",
         "wavelet": "skimage denoise_wavelet BayesShrink soft, sigma given, rescale_sigma, YCbCr for colour",
-        "bicubic": "MATLAB imresize bicubic (Keys a=-0.5, antialiased, symmetric border)",
+        "bicubic": "MATLAB imresize bicubic (Keys a=-0.5, antialiased, edge pixels repeated at the border, as MATLAB does)",
         "pil": "Pillow Image.resize BICUBIC",
     }[name]

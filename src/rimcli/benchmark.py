@@ -305,10 +305,10 @@ def _denoise_one(img_name: str, clean_u8: np.ndarray, sigma: float, seed: int, q
 
 
 def _summaries(per_image: list[dict], specs: list[ModelSpec], others: list[str]) -> list[dict]:
-    rows = [_summary_row(s.label, "rim", [im["methods"][s.label] for im in per_image], s.steps) for s in specs]
-    for m in others:
-        kind = "input" if m == "noisy" else "baseline"
-        rows.append(_summary_row(m, kind, [im["methods"][m] for im in per_image]))
+    """Mean rows: the noisy input first (a reference), then the RIMs, then the baselines."""
+    rows = [_summary_row("noisy", "input", [im["methods"]["noisy"] for im in per_image])] if "noisy" in others else []
+    rows += [_summary_row(s.label, "rim", [im["methods"][s.label] for im in per_image], s.steps) for s in specs]
+    rows += [_summary_row(m, "baseline", [im["methods"][m] for im in per_image]) for m in others if m != "noisy"]
     return rows
 
 
@@ -501,6 +501,8 @@ def machine_info(device: str = "auto") -> dict:
     info = {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
             "cpu_count": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
             "numpy": np.__version__, "device": str(dev)}
+    if hasattr(os, "getloadavg"):  # a busy shared machine slows every timing: say how busy it was
+        info["load_avg_1min"] = round(os.getloadavg()[0], 2)
     if dev.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(dev)
     for mod in ("skimage", "bm3d"):
@@ -598,7 +600,8 @@ def render_markdown(report: dict, level: int = 2, steps: bool = True) -> str:
              f"- command: `{report['command']}`",
              f"- models: {models}",
              f"- machine: {m['cpu']} ({m['cpu_count']} logical CPUs, {m['torch_threads']} torch threads), "
-             f"device {m['device']}{' ' + m['gpu'] if m.get('gpu') else ''}; torch {m['torch']}; {m['platform']}",
+             f"device {m['device']}{' ' + m['gpu'] if m.get('gpu') else ''}; torch {m['torch']}; {m['platform']}"
+             + (f"; load average {m['load_avg_1min']} at start" if "load_avg_1min" in m else ""),
              f"- date: {report['date']}; rimcli {report['rimcli']}",
              f"- seed: {report['protocol']['seed']}", ""]
     for run in report["runs"]:
@@ -682,10 +685,12 @@ def _draw_curves(ax, run: dict, band: bool) -> None:  # noqa: ANN001 - a matplot
                 sd = np.array(r["psnr_steps_std"])
                 ax.fill_between(t, mu - sd, mu + sd, color=line.get_color(), alpha=0.12)
             ax.axvline(r["steps"], color=line.get_color(), linestyle=":", linewidth=0.8)
-    styles = iter(["--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1))])
+    styles = iter(zip(["C3", "C7", "C8", "C9", "C5", "0.3"], ["--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1)), "--"],
+                      strict=True))
     for r in run["summary"]:
         if r["kind"] != "rim" and r["psnr"] is not None and math.isfinite(r["psnr"]):
-            ax.axhline(r["psnr"], color="0.35", linestyle=next(styles, "--"), linewidth=1, label=_method_name(r))
+            color, style = next(styles, ("0.3", "--"))
+            ax.axhline(r["psnr"], color=color, linestyle=style, linewidth=1.2, label=_method_name(r))
     ax.set_xlabel("RIM step")
     ax.set_ylabel("PSNR (dB)")
     ax.grid(alpha=0.3)

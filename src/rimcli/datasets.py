@@ -141,17 +141,24 @@ def _holds(d: Path, ds: DatasetInfo, scale: int | None) -> bool:
     return _has_images(d)
 
 
+def _another_set(d: Path, ds: DatasetInfo) -> bool:
+    """Whether a folder is named after a different set (bsd68 must never pass for cbsd68)."""
+    return d.name.lower() in {f.lower() for other in DATASETS.values() if other is not ds for f in other.folders}
+
+
 def _candidates(root: Path, ds: DatasetInfo) -> Iterator[Path]:
     prefixes = ("", "sr", "bench/sr") if ds.task == "superres" else ("", "bench")
     for pre in prefixes:
         for folder in ds.folders:
             yield root / pre / folder
+    if _another_set(root, ds):
+        return
     yield root
     # an archive's wrapper folder: look through a lone subfolder (two levels at most)
     d = root
     for _ in range(2):
         subs = [p for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")] if d.is_dir() else []
-        if len(subs) != 1:
+        if len(subs) != 1 or _another_set(subs[0], ds):
             break
         d = subs[0]
         yield d

@@ -216,8 +216,8 @@ def _projections(sigma: str | None, data: Path | None, models: list[str], steps:
     from .. import datasets
     from ..operators import ENSEMBLES
 
-    if _names(baselines_opt, ("pinv",), "projections baseline") not in (None, ["pinv"]):
-        fail("projections always compare against the pseudo-inverse (pinv); --baselines takes pinv only")
+    # the pseudo-inverse is the RIM's own start, so it is always reported; `none` is accepted for scripts
+    _names(baselines_opt, ("pinv",), "projections baseline (pinv is the only one)")
     sigmas = _floats(sigma, "sigma") if sigma else [bm.DEFAULT_CS_SIGMA * 255.0]
     if len(sigmas) != 1 or sigmas[0] < 0:
         fail("projections take one sigma >= 0")
@@ -292,7 +292,8 @@ def data_fetch(
     from .. import datasets
 
     ds = datasets.info(name)
-    with Progress(TextColumn(f"fetching {ds.name}"), BarColumn(), DownloadColumn(), console=console) as prog:
+    with Progress(TextColumn(f"fetching {ds.name}"), BarColumn(), DownloadColumn(), console=console,
+                  transient=True) as prog:
         task = prog.add_task("download", total=None)
         result = datasets.fetch(ds.name, url=url, sha256=sha256, force=force,
                                 progress=lambda done, total: prog.update(task, completed=done, total=total))

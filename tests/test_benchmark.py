@@ -1,0 +1,289 @@
+"""`rim benchmark`: protocol helpers, baselines and end-to-end runs on small generated sets.
+
+The runs here use tiny untrained models and generated images, so they need no `../shared` and
+take seconds; `test_protocol.py` runs the real sets."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from rimcli import baselines
+from rimcli import benchmark as bm
+from rimcli.cli import _register, app
+from rimcli.metrics import psnr, to_uint8_scale
+from test_datasets import make_denoise_set, make_sr_set
+
+_register()
+runner = CliRunner()
+
+
+def _run(args: list[str], code: int = 0):  # noqa: ANN202 - a click Result
+    r = runner.invoke(app, ["benchmark", *args])
+    assert r.exit_code == code, r.output
+    return r
+
+
+def _smooth(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """A smooth test image on [0,1] (denoisers have something to gain on it)."""
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]] / max(shape[:2])
+    rng = np.random.default_rng(seed)
+    img = 0.5 + 0.3 * np.sin(6 * xx + rng.uniform(0, 3)) * np.cos(4 * yy)
+    return np.repeat(img[..., None], shape[2], axis=2) if len(shape) == 3 else img
+
+
+# ---------------------------------------------------------------- protocol helpers
+
+
+def test_add_noise_is_seeded_and_scaled() -> None:
+    clean = np.full((8, 9), 0.5)
+    a, b = bm.add_noise(clean, 25, seed=3), bm.add_noise(clean, 25, seed=3)
+    assert np.array_equal(a, b) and not np.array_equal(a, bm.add_noise(clean, 25, seed=4))
+    expected = 0.5 + 25 / 255 * np.random.default_rng(3).standard_normal((8, 9))
+    assert np.allclose(a, expected, atol=0, rtol=0)
+    # the same draw, scaled, for every sigma; no clipping without --quantize
+    assert np.allclose(bm.add_noise(clean, 50, seed=3) - 0.5, 2 * (a - 0.5))
+    q = bm.add_noise(np.zeros((50, 50)), 25, seed=0, quantize=True)
+    assert q.min() == 0 and np.allclose(q * 255, np.round(q * 255))
+    assert bm.add_noise(np.zeros((50, 50)), 25, seed=0).min() < 0
+
+
+def test_variant_strings_state_the_protocol() -> None:
+    assert bm.denoise_variant(25, 0, False).startswith("awgn sigma=25 seed=0+i float (not quantised)")
+    assert "8-bit quantised" in bm.denoise_variant(15, 7, True)
+    assert "shave 3" in bm.sr_variant(3, 0) and "rounded" in bm.sr_variant(3, 0)
+    assert "ratio=0.125" in bm.cs_variant("binary", 0.125, 0.01, 0, 10)
+
+
+def test_sample_patches_seeded() -> None:
+    imgs = [np.arange(40 * 50, dtype=np.float64).reshape(40, 50) % 256, np.full((33, 60), 255.0)]
+    p = bm.sample_patches(imgs, 20, seed=1)
+    assert p.shape == (20, 32, 32) and p.dtype == np.float32
+    assert np.array_equal(p, bm.sample_patches(imgs, 20, seed=1))
+    assert not np.array_equal(p, bm.sample_patches(imgs, 20, seed=2))
+    assert 0 <= p.min() and p.max() <= 1
+
+
+# ---------------------------------------------------------------- baselines
+
+
+def test_tv_weight_rule() -> None:
+    assert baselines.tv_weight(25) == pytest.approx(0.80 * 25 / 255)
+    assert baselines.tv_weight(5) == pytest.approx(0.70 * 5 / 255)  # held constant outside 15..50
+    assert baselines.tv_weight(37.5) == pytest.approx(0.875 * 37.5 / 255)
+
+
+@pytest.mark.parametrize("name", ["nlm", "tv", "wavelet", "bm3d"])
+@pytest.mark.parametrize("shape", [(48, 48), (40, 44, 3)])
+def test_denoisers_improve_a_noisy_image(name: str, shape: tuple[int, ...]) -> None:
+    if name == "bm3d":
+        pytest.importorskip("bm3d")
+    clean = _smooth(shape)
+    noisy = bm.add_noise(clean, 25, seed=0)
+    out = baselines.denoiser(name)(noisy, 25)
+    assert out.shape == clean.shape
+    assert psnr(to_uint8_scale(out), clean * 255) > psnr(to_uint8_scale(noisy), clean * 255) + 3
+
+
+def test_upscalers() -> None:
+    from rimcli.resize import imresize_np
+
+    lr = (np.random.default_rng(0).integers(0, 256, (10, 12, 3))).astype(np.uint8)
+    assert np.array_equal(baselines.upscaler("bicubic")(lr, 3), imresize_np(lr.astype(np.float64), 3))
+    assert baselines.upscaler("pil")(lr, 3).shape == (30, 36, 3)
+    assert baselines.upscaler("pil")(lr[..., 0], 2).shape == (20, 24)
+    with pytest.raises(ValueError):
+        baselines.upscaler("lanczos")
+
+
+def test_missing_bm3d_is_one_clear_line(tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "bm3d", None)  # `import bm3d` now raises ImportError
+    with pytest.raises(baselines.MissingBaseline):
+        baselines.denoiser("bm3d")
+    assert not baselines.bm3d_available()
+    data = make_denoise_set(tmp_path / "bsd68")
+    r = _run(["bsd68", "--sigma", "25", "--baselines", "bm3d", "--data", str(data)], code=2)
+    assert r.stderr.strip() == "error: the bm3d baseline needs the optional `bm3d` package: pip install 'rimcli[bm3d]'"
+    # by default the denoising baselines just leave bm3d out when it is missing
+    r = _run(["bsd68", "--sigma", "25", "--steps", "1", "--max-steps", "1", "--data", str(data)])
+    assert "wavelet" in r.stdout and "bm3d" not in r.stdout
+
+
+# ---------------------------------------------------------------- end to end on generated sets
+
+
+def test_denoise_benchmark_writes_every_output(tiny_weights: Path, tmp_path: Path) -> None:
+    data = make_denoise_set(tmp_path / "bsd68", n=3)
+    out = tmp_path / "out"
+    r = _run(["bsd68", "--sigma", "15,25", "--limit", "2", "--baselines", "tv,wavelet", "--data", str(data),
+              "--out", str(out), "--json", str(tmp_path / "elsewhere" / "r.json"), "--seed", "5"])
+    assert "RIM rim-gray-denoise (T=3)" in r.stdout and "wavelet" in r.stdout  # the summary table, on stdout
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["convergence_sigma15.png", "convergence_sigma25.png", "results.csv", "results.json", "results.md"]
+    rep = json.loads((out / "results.json").read_text())
+    assert json.loads((tmp_path / "elsewhere" / "r.json").read_text())["runs"] == rep["runs"]
+    manifest = {m["name"]: m for m in json.loads((tiny_weights / "manifest.json").read_text())["models"]}
+    (model,) = rep["models"]
+    assert model["sha256"] == manifest["rim-gray-denoise"]["sha256"]
+    assert (model["steps"], model["max_steps"]) == (3, 6)  # 2x the steps when no training horizon is recorded
+    assert rep["protocol"]["seed"] == 5 and rep["protocol"]["quantize"] is False
+    assert rep["machine"]["device"] == "cpu" and rep["machine"]["torch"] and rep["date"].endswith("+00:00")
+    assert rep["command"].startswith("rim benchmark bsd68 --sigma 15,25 --model rim-gray-denoise")
+    run = rep["runs"][1]
+    assert run["setting"] == {"sigma": 25.0} and run["variant"].startswith("awgn sigma=25 seed=5+i float")
+    assert [im["name"] for im in run["images"]] == ["01", "02"] and [im["seed"] for im in run["images"]] == [5, 6]
+    for im in run["images"]:
+        rim = im["methods"]["rim-gray-denoise"]
+        assert len(rim["psnr_steps"]) == 6
+        # the timed headline run and the curve run agree at the headline step
+        assert rim["psnr_steps"][2] == pytest.approx(rim["psnr"], abs=1e-9)
+        assert rim["seconds"] > 0
+    methods = [s["method"] for s in run["summary"]]
+    assert methods == ["noisy", "rim-gray-denoise", "tv", "wavelet"]
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert len(rows) == 2 * 2 * 4 and {r["method"] for r in rows} == set(methods)
+    md = (out / "results.md").read_text()
+    assert "| method | PSNR (dB) | SSIM | s/image |" in md and "awgn sigma=15 seed=5+i" in md and "- machine:" in md
+
+
+def test_colour_denoise_with_gray_and_colour_models(tiny_weights: Path, tmp_path: Path) -> None:
+    data = make_denoise_set(tmp_path / "cbsd68", n=1, colour=True)
+    r = _run(["cbsd68", "--sigma", "50", "--quantize", "--baselines", "none", "--model", "rim-rgb-denoise",
+              "--model", "rim-gray-denoise", "--max-steps", "3", "--data", str(data), "--json", str(tmp_path / "r.json")])
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert "8-bit quantised" in rep["runs"][0]["variant"]
+    assert [m["label"] for m in rep["models"]] == ["rim-rgb-denoise", "rim-gray-denoise"]
+    (im,) = rep["runs"][0]["images"]
+    assert im["shape"] == [40, 48, 3] and set(im["methods"]) == {"noisy", "rim-rgb-denoise", "rim-gray-denoise"}
+    assert "noisy input" in r.stdout
+
+
+def test_sr_benchmark_with_a_gray_image(tiny_weights: Path, tmp_path: Path) -> None:
+    from rimcli.benchmark import sr_psnr
+    from rimcli.datasets import sr_pairs
+
+    data = make_sr_set(tmp_path / "Set14", scales=(2, 3))
+    out = tmp_path / "out"
+    _run(["set14", "--scale", "2,3", "--data", str(tmp_path), "--out", str(out)])
+    rep = json.loads((out / "results.json").read_text())
+    assert [run["label"] for run in rep["runs"]] == ["x2", "x3"]
+    assert {p.name for p in out.glob("*.png")} == {"convergence_x2.png", "convergence_x3.png"}
+    run = rep["runs"][1]
+    assert [s["method"] for s in run["summary"]] == ["rim-sr", "bicubic", "pil"]
+    for im, (_, hr, lr) in zip(run["images"], sr_pairs(data, 3), strict=True):
+        up = np.clip(np.round(baselines.bicubic_matlab(lr, 3)), 0, 255)
+        assert im["methods"]["bicubic"]["psnr"] == pytest.approx(sr_psnr(up, hr, 3), abs=1e-9)
+        assert len(im["methods"]["rim-sr"]["psnr_steps"]) == 6
+    _run(["set14", "--scale", "4", "--data", str(tmp_path)], code=2)  # no x4 folder: a clear error
+    _run(["set14", "--sigma", "1,2", "--data", str(tmp_path)], code=2)
+
+
+def test_projections_compare_models_in_one_run(tiny_weights: Path, tmp_path: Path) -> None:
+    import torch
+
+    from rimcli.model import RIM, RIMConfig
+    from rimcli.weights import save_model
+
+    torch.manual_seed(0)
+    gdn = tmp_path / "gdn-ablation.safetensors"
+    save_model(RIM(RIMConfig(channels=1, hidden=8, arch="gdn")), gdn, metadata={"default_steps": 2})
+    data = make_denoise_set(tmp_path / "bsd68", n=2, shape=(40, 50))
+    out = tmp_path / "out"
+    r = _run(["projections", "--patches", "6", "--batch", "4", "--ensembles", "gaussian,fourier", "--ratios", "1/8",
+              "--max-steps", "3", "--model", "rim-3task", "--model", str(gdn), "--data", str(data), "--out", str(out)])
+    assert "pseudo-inverse" in r.stdout
+    rep = json.loads((out / "results.json").read_text())
+    assert [run["label"] for run in rep["runs"]] == ["gaussian 1/8", "fourier 1/8"]
+    assert [(m["label"], m["steps"], m["arch"]) for m in rep["models"]] == [("rim-3task", 3, "rim"), ("gdn-ablation", 2, "gdn")]
+    assert rep["protocol"]["sigma"] == pytest.approx(0.01) and rep["protocol"]["patches"] == 6
+    for run in rep["runs"]:
+        rims = [s for s in run["summary"] if s["kind"] == "rim"]
+        assert [len(s["psnr_steps"]) for s in rims] == [3, 3]
+        assert all(len(s["psnr_steps_std"]) == 3 for s in rims)
+        assert rims[1]["psnr"] == pytest.approx(rims[1]["psnr_steps"][1])  # headline at its own T=2
+        assert run["summary"][-1]["method"] == "pinv" and np.isfinite(run["summary"][-1]["psnr"])
+    assert {p.name for p in out.glob("*.png")} == {"convergence_gaussian.png", "convergence_fourier.png"}
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert len(rows) == 2 * (2 * 3 + 1)
+    assert "PSNR (dB) by RIM step" in (out / "results.md").read_text()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["urban100"], "unknown benchmark"),
+    (["bsd68", "--sigma", "x"], "bad sigma"),
+    (["bsd68", "--baselines", "bicubic"], "unknown denoising baseline"),
+    (["set5", "--baselines", "bm3d"], "unknown super-resolution baseline"),
+    (["projections", "--ratios", "2"], "ratios must lie in"),
+    (["projections", "--ensembles", "sparse"], "unknown ensemble"),
+    (["projections", "--baselines", "bm3d"], "unknown projections baseline"),
+])
+def test_bad_arguments_are_one_line(tiny_weights: Path, args: list[str], message: str) -> None:
+    r = _run(args, code=2)
+    assert message in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_model_for_the_wrong_task(tiny_weights: Path, tmp_path: Path) -> None:
+    data = make_denoise_set(tmp_path / "bsd68")
+    r = _run(["bsd68", "--model", "rim-sr", "--data", str(data)], code=2)
+    assert "not trained for denoise" in r.stderr
+
+
+# ---------------------------------------------------------------- scripts
+
+
+def _script(name: str):  # noqa: ANN202 - the loaded module
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_make_benchmarks_md(tiny_weights: Path, tmp_path: Path) -> None:
+    mk = _script("make_benchmarks_md")
+    text, table = mk.build(tmp_path / "empty")
+    assert "No benchmark results yet" in text and "rim benchmark bsd68" in text
+    data = make_denoise_set(tmp_path / "bsd68")
+    _run(["bsd68", "--sigma", "25", "--baselines", "tv", "--max-steps", "3", "--data", str(data),
+          "--out", str(tmp_path / "runs" / "bsd68")])
+    text, table = mk.build(tmp_path / "runs")
+    assert "| bsd68 | sigma=25 | 2 of 68 (partial) | rim-gray-denoise (T=3)" in table and "| tv " in table
+    assert "## bsd68 (bsd68)" in text and "- command: `rim benchmark bsd68" in text and "### bsd68 sigma=25" in text
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{mk.START}\nold table\n{mk.END}\nrest\n")
+    assert mk.update_readme(readme, table)
+    assert readme.read_text() == f"intro\n{mk.START}\n{table}\n{mk.END}\nrest\n"
+    readme.write_text("no markers\n")
+    assert not mk.update_readme(readme, table) and readme.read_text() == "no markers\n"
+
+
+def test_bench_speed_script(tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    speed = _script("bench_speed")
+    out = tmp_path / "speed.json"
+    monkeypatch.setattr(sys, "argv", ["bench_speed.py", "--width", "40", "--height", "32", "--repeats", "1",
+                                      "--baselines", "nlm", "--device", "cpu", "--json", str(out)])
+    speed.main()
+    md = capsys.readouterr().out
+    assert "Seconds per 40x32 image" in md and "| RIM, default steps |" in md and "| NL-means |" in md
+    rep = json.loads(out.read_text())
+    assert {(r["image"], r["method"]) for r in rep["cpu"]} >= {("gray", "NL-means"), ("RGB", "RIM, default steps")}
+    assert rep["gpu"] == [] and rep["machine"]["cpu"]
+    assert mk_section(tmp_path, out)
+
+
+def mk_section(tmp_path: Path, speed_json: Path) -> bool:
+    """make_benchmarks_md picks the speed table up."""
+    folder = tmp_path / "runs"
+    folder.mkdir(exist_ok=True)
+    (folder / "speed.json").write_text(speed_json.read_text())
+    text, _ = _script("make_benchmarks_md").build(folder)
+    return "## Speed" in text and "| RIM, default steps |" in text
