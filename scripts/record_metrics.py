@@ -33,7 +33,7 @@ def collect(folder: Path) -> dict[str, dict[str, dict]]:
                 sha = shas.get(s["method"])
                 if s.get("kind") != "rim" or not sha:
                     continue
-                fig = {"psnr": round(s["psnr"], 3), "steps": s.get("steps"), "seconds_per_image": round(s["seconds"], 3)}
+                fig = {"psnr": round(s["psnr"], 4), "steps": s.get("steps"), "seconds_per_image": round(s["seconds"], 3)}
                 if s.get("ssim") is not None:
                     fig["ssim"] = round(s["ssim"], 4)
                 if s.get("psnr_std") is not None:
