@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 from rimcli import datasets
-from rimcli.benchmark import render_markdown
+from rimcli.benchmark import BENCHMARKS, render_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
@@ -63,22 +63,30 @@ python scripts/make_benchmarks_md.py runs/bench
 
 
 def reports(folder: Path) -> list[tuple[Path, dict]]:
-    return [(p, json.loads(p.read_text())) for p in sorted(folder.rglob("results.json"))]
+    """Every report below `folder`, denoising first, then super-resolution, then projections."""
+    found = [(p, json.loads(p.read_text())) for p in sorted(folder.rglob("results.json"))]
+    order = {name: i for i, name in enumerate(BENCHMARKS)}
+    return sorted(found, key=lambda pr: (order.get(pr[1]["benchmark"], len(order)), str(pr[0])))
 
 
 def speeds(folder: Path) -> list[tuple[Path, dict]]:
     return [(p, json.loads(p.read_text())) for p in sorted(folder.rglob("speed.json"))]
 
 
-def _coverage(report: dict, run: dict) -> str:
+def _coverage(report: dict, run: dict) -> tuple[str, bool]:
+    """What a run covered, and whether that is the whole set."""
     if "patches" in run:
-        return f"{run['patches']} patches"
+        return f"{run['patches']} patches", True
     n = len(run.get("images", []))
     try:
         total = datasets.info(report["benchmark"]).images
     except datasets.DatasetError:
-        return str(n)
-    return f"{n}" if n == total else f"{n} of {total} (partial)"
+        return str(n), True
+    return (f"{n}", True) if n == total else (f"{n} of {total} (partial)", False)
+
+
+def _seconds(v: float | None) -> str:
+    return "-" if v is None else (f"{v:.2f}" if v >= 0.1 else f"{v:.3g}")
 
 
 def _figures(row: dict) -> str:
@@ -90,7 +98,7 @@ def _figures(row: dict) -> str:
     return text
 
 
-def headline(found: list[tuple[Path, dict]]) -> str:
+def headline(found: list[tuple[Path, dict]], whole_sets_only: bool = False) -> str:
     """One row per (benchmark, setting, RIM): its figures beside the best baseline's."""
     rows = ["| set | setting | images | RIM (model, T): PSNR / SSIM | best baseline: PSNR / SSIM | RIM s/image |",
             "| --- | --- | --- | --- | --- | --- |"]
@@ -100,17 +108,20 @@ def headline(found: list[tuple[Path, dict]]) -> str:
             bases = [s for s in run["summary"] if s.get("kind") == "baseline" and s.get("psnr") is not None]
             best = max(bases, key=lambda s: s["psnr"]) if bases else None
             b = f"{best['method']} {_figures(best)}" if best else "-"
+            covered, whole = _coverage(rep, run)
+            if whole_sets_only and not whole:
+                continue
             for r in (s for s in run["summary"] if s.get("kind") == "rim"):
-                sec = "-" if r.get("seconds") is None else f"{r['seconds']:.2f}"
+                sec = _seconds(r.get("seconds"))
                 if r.get("timed_steps"):
                     sec += f" ({r['timed_steps']} steps, per patch)"
-                rows.append(f"| {rep['benchmark']} | {run['label']}{quantised} | {_coverage(rep, run)} | "
+                rows.append(f"| {rep['benchmark']} | {run['label']}{quantised} | {covered} | "
                             f"{r['method']} (T={r.get('steps')}) {_figures(r)} | {b} | {sec} |")
     return "\n".join(rows)
 
 
 def build(folder: Path) -> tuple[str, str]:
-    """(BENCHMARKS.md text, README headline table)."""
+    """(BENCHMARKS.md text, README headline table: whole sets only, details in BENCHMARKS.md)."""
     found, speed = reports(folder), speeds(folder)
     body = [INTRO]
     if not found and not speed:
@@ -123,7 +134,8 @@ def build(folder: Path) -> tuple[str, str]:
     for path, rep in found:
         md = render_markdown(rep, level=2)
         body += [f"## {rep['benchmark']} ({path.parent.name})", "", md.split("\n", 1)[1].lstrip("\n"), ""]
-    return "\n".join(body).rstrip() + "\n", table
+    readme_table = headline(found, whole_sets_only=True) if found else table
+    return "\n".join(body).rstrip() + "\n", readme_table
 
 
 def update_readme(readme: Path, table: str) -> bool:
