@@ -129,6 +129,15 @@ def test_loaders(tmp_path: Path) -> None:
     assert pairs[0][1].shape == (36, 48, 3) and pairs[0][2].shape == (12, 16, 3) and pairs[1][1].ndim == 2
 
 
+def test_read_uint8_modes(tmp_path: Path) -> None:
+    rgba = np.zeros((4, 5, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 200, 10
+    Image.fromarray(rgba).save(tmp_path / "a.png")
+    assert datasets.read_uint8(tmp_path / "a.png").tolist() == np.full((4, 5, 3), [200, 0, 0]).tolist()
+    Image.fromarray(np.full((3, 3), 65535, np.uint16)).save(tmp_path / "b.png")
+    assert datasets.read_uint8(tmp_path / "b.png").tolist() == np.full((3, 3), 255).tolist()
+
+
 # ---------------------------------------------------------------- rim data path / list
 
 

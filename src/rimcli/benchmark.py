@@ -638,10 +638,21 @@ def write_csv(report: dict, path: Path) -> None:
                                 f"{r['ssim']:.6f}", f"{r['seconds']:.4f}"])
 
 
+def _finite(obj: Any) -> Any:
+    """Strict JSON: a non-finite float (PSNR of a perfect match is inf) becomes null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def write_json(report: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(report, indent=1, allow_nan=True) + "\n")
+    tmp.write_text(json.dumps(_finite(report), indent=1, allow_nan=False) + "\n")
     tmp.replace(path)
 
 

@@ -227,12 +227,14 @@ def register(name: str, folder: str | Path) -> Path:
 
 
 def read_uint8(path: Path) -> np.ndarray:
-    """An 8-bit image as HxW (gray) or HxWx3 (colour) uint8; alpha dropped, palettes expanded."""
+    """An image as HxW (gray) or HxWx3 (colour) uint8; alpha dropped, palettes expanded, 16 bits scaled."""
     from PIL import Image
 
     with Image.open(path) as im:
+        if im.mode.startswith("I;16") or im.mode == "I":  # 16-bit gray: scale, PIL's convert("L") would clip
+            return np.clip(np.round(np.asarray(im, dtype=np.float64) / 257.0), 0, 255).astype(np.uint8)
         if im.mode not in ("L", "RGB"):
-            im = im.convert("L" if im.mode in ("1", "I;16", "I", "LA") else "RGB")
+            im = im.convert("L" if im.mode in ("1", "LA") else "RGB")
         return np.asarray(im, dtype=np.uint8).copy()
 
 
