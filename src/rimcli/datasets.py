@@ -15,7 +15,6 @@ subfolder (as archives often extract) is looked through.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -275,13 +274,6 @@ def sr_pairs(folder: Path, scale: int, limit: int | None = None) -> list[tuple[s
 # ---------------------------------------------------------------- fetching
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def _download(url: str, dest: Path, progress: Callable[[int, int | None], None] | None) -> None:
     req = urllib.request.Request(url, headers={"User-Agent": "rimcli"})
@@ -358,7 +350,9 @@ def fetch(
             _download(url, archive, progress)
         except OSError as e:  # URLError and HTTPError are OSErrors
             raise DatasetError(f"download of {url} failed: {e}") from e
-        digest = _sha256_file(archive)
+        from .weights import sha256 as file_sha256
+
+        digest = file_sha256(archive)
         if expected and digest != expected:
             raise DatasetError(f"checksum mismatch for {url}: got sha256 {digest}, expected {expected}; nothing was kept")
         content = work / "content"

@@ -255,7 +255,7 @@ def lr_factor(cfg: TrainConfig, it: int) -> float:
 # ---------------------------------------------------------------- validation
 
 
-def validation_set(cfg: TrainConfig, images: list[torch.Tensor]) -> list[tuple[str, dict]]:
+def validation_set(cfg: TrainConfig) -> list[tuple[str, dict]]:
     """Fixed evaluation settings per task: (label, settings)."""
     sets = []
     for task in cfg.tasks():
@@ -308,7 +308,7 @@ def validate(model: RIM, cfg: TrainConfig, x: torch.Tensor, device: torch.device
     """PSNR (peak 1 on 8-bit-rounded outputs) at every step for each validation setting."""
     model.eval()
     out = {}
-    for label, s in validation_set(cfg, []):
+    for label, s in validation_set(cfg):
         op, sigma = _val_operator(s, x.shape[0])
         g = torch.Generator().manual_seed(4321)
         y = op.measure(x, sigma / 255.0, g)
