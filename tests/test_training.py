@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -149,16 +148,11 @@ def test_cli_train_then_export(data_dir: Path, tmp_path: Path) -> None:
         assert torch.equal(v, ck["model"][k])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ddp_two_gloo_ranks_stay_identical(data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), "-m", "rimcli", "train", "--data", str(data_dir), "--out", str(out),
+    # --standalone: torchrun picks a free local port itself (no race with a probed port)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "rimcli",
+           "train", "--data", str(data_dir), "--out", str(out),
            "--task", "denoise", "--channels", "1", "--patch", "24", "--batch", "2", "--hidden", "8", "--steps", "2",
            "--iters", "6", "--val-every", "3", "--val-split", "2", "--device", "cpu", "--threads", "1", "-q"]
     cfg = tmp_path / "val.json"

@@ -508,7 +508,17 @@ def train(cfg: TrainConfig, resume: bool = False, command: str | None = None,
             _barrier(dist)
         if out_of_time:
             break
+    _shutdown(dist)
     return out
+
+
+def _shutdown(dist: Dist) -> None:
+    """Leave the process group together: a rank exiting with gloo threads alive aborts (SIGABRT)."""
+    if dist.world > 1:
+        import torch.distributed as tdist
+
+        tdist.barrier()
+        tdist.destroy_process_group()
 
 
 def _agree(flag: bool, dist: Dist) -> bool:
