@@ -17,6 +17,7 @@ import torch
 
 from rimcli.inference import resolve_device
 from rimcli.model import RIM, RIMConfig
+from rimcli.runtime import tune_allocator
 from rimcli.training import PatchSampler, TrainConfig, Unrolled, corrupt, step_weights, unrolled_loss
 
 
@@ -34,9 +35,12 @@ def time_data(cfg: TrainConfig, iters: int) -> float:
     return (time.perf_counter() - t) / iters
 
 
-def time_train(cfg: TrainConfig, device: torch.device, amp: str, compile_: bool, iters: int, warmup: int) -> list[float]:
+def time_train(cfg: TrainConfig, device: torch.device, amp: str, compile_: bool, iters: int, warmup: int,
+               channels_last: bool = False) -> list[float]:
     torch.manual_seed(0)
-    rim = RIM(RIMConfig(channels=cfg.channels, hidden=cfg.hidden, arch=cfg.arch)).to(device)
+    rim = RIM(cfg.model_config()).to(device)
+    if channels_last:
+        rim = rim.to(memory_format=torch.channels_last)
     if compile_:
         rim.cell.compile()
     net = Unrolled(rim)
@@ -52,7 +56,10 @@ def time_train(cfg: TrainConfig, device: torch.device, amp: str, compile_: bool,
         if device.type == "cuda":
             torch.cuda.synchronize()
         t = time.perf_counter()
-        xs = net(y.to(device), op.to(device), sigma.to(device), cfg.steps, dtype)
+        y = y.to(device)
+        if channels_last:
+            y = y.contiguous(memory_format=torch.channels_last)
+        xs = net(y, op.to(device), sigma.to(device), cfg.steps, dtype)
         loss = unrolled_loss(xs, x.to(device), w)
         opt.zero_grad()
         loss.backward()
@@ -78,22 +85,32 @@ def main() -> None:
     ap.add_argument("--amp", default="off", help="comma list of off,bf16,fp16")
     ap.add_argument("--compile", default="off", choices=["off", "on", "both"])
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--arch", default=RIMConfig.arch)
+    ap.add_argument("--sigma-input", action="store_true")
+    ap.add_argument("--channels-last", default="off", choices=["off", "on", "both"])
+    ap.add_argument("--no-malloc-tuning", action="store_true", help="leave glibc's allocator thresholds as they are")
     a = ap.parse_args()
+    if not a.no_malloc_tuning:
+        tune_allocator()
     if a.threads:
         torch.set_num_threads(a.threads)
     device = resolve_device(a.device)
-    cfg = TrainConfig(task=a.task, channels=a.channels, hidden=a.hidden, patch=a.patch, batch=a.batch, steps=a.steps)
+    cfg = TrainConfig(task=a.task, channels=a.channels, hidden=a.hidden, patch=a.patch, batch=a.batch, steps=a.steps,
+                      arch=a.arch, sigma_input=a.sigma_input)
     cfg.validate()
     compiles = {"off": [False], "on": [True], "both": [False, True]}[a.compile]
-    print(f"device {device}, task {a.task}, {a.channels} ch, hidden {a.hidden}, patch {a.patch}, batch {a.batch}, T={a.steps}")
-    print("| what | amp | compile | s/iter (median) | patches/s |")
-    print("| --- | --- | --- | --- | --- |")
+    layouts = {"off": [False], "on": [True], "both": [False, True]}[a.channels_last]
+    print(f"device {device}, task {a.task}, arch {a.arch}, {a.channels} ch, hidden {a.hidden}, patch {a.patch}, "
+          f"batch {a.batch}, T={a.steps}, malloc tuning {'off' if a.no_malloc_tuning else 'on'}")
+    print("| what | amp | compile | channels-last | s/iter (median) | patches/s |")
+    print("| --- | --- | --- | --- | --- | --- |")
     d = time_data(cfg, max(3, a.iters))
-    print(f"| data path only | - | - | {d:.4f} | {a.batch / d:.0f} |")
+    print(f"| data path only | - | - | - | {d:.4f} | {a.batch / d:.0f} |")
     for amp in a.amp.split(","):
         for c in compiles:
-            t = statistics.median(time_train(cfg, device, amp, c, a.iters, a.warmup))
-            print(f"| train step | {amp} | {'on' if c else 'off'} | {t:.4f} | {a.batch / t:.1f} |")
+            for cl in layouts:
+                t = statistics.median(time_train(cfg, device, amp, c, a.iters, a.warmup, cl))
+                print(f"| train step | {amp} | {'on' if c else 'off'} | {'on' if cl else 'off'} | {t:.4f} | {a.batch / t:.1f} |")
 
 
 if __name__ == "__main__":

@@ -25,10 +25,17 @@ requires_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared
 # the bundled model names and what they serve (mirrors weights/manifest.json)
 TINY_MODELS = {
     "rim-gray-denoise": (["denoise"], 1),
-    "rim-rgb-denoise": (["denoise", "deblur"], 3),
+    "rim-rgb-denoise": (["denoise"], 3),
+    "rim-rgb-deblur": (["deblur"], 3),
     "rim-sr": (["superres"], 3),
     "rim-3task": (["cs", "denoise"], 1),
 }
+
+
+@pytest.fixture(autouse=True)
+def _own_user_models_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`rim export` writes to the user's models folder by default: never the real one in tests."""
+    monkeypatch.setenv("RIM_USER_MODELS", str(tmp_path_factory.mktemp("user-models")))
 
 
 @pytest.fixture(scope="session")

@@ -52,7 +52,7 @@ def test_superres_simulation_crops_to_the_scale(tiny_weights: Path) -> None:
 def test_deblur_gray_runs_the_rgb_model_and_averages(tiny_weights: Path, kwargs: dict) -> None:
     x = img((20, 22))
     out = api.run(x, api.Problem("deblur", **kwargs), options=api.Options(steps=2))
-    assert out.model == "rim-rgb-denoise" and out.image.shape == x.shape  # 3-channel model on a gray image
+    assert out.model == "rim-rgb-deblur" and out.image.shape == x.shape  # 3-channel model on a gray image
 
 
 def test_rgb_with_a_gray_model_runs_per_channel(tiny_weights: Path) -> None:
@@ -117,6 +117,10 @@ def test_sigma_auto_in_denoise(tiny_weights: Path) -> None:
     "problem, match",
     [
         (api.Problem("denoise", sigma=-1), "sigma must be >= 0"),
+        (api.Problem("denoise", sigma=float("inf")), "sigma must be >= 0 and <= 255"),
+        (api.Problem("denoise", sigma=float("nan")), "sigma must be >= 0 and <= 255"),
+        (api.Problem("superres", sigma=1e9), "sigma must be >= 0 and <= 255"),
+        (api.Problem("deblur", blur_sigma=float("inf")), "blur sigma must be > 0 and <= 100"),
         (api.Problem("superres", scale=5), "unsupported scale 5"),
         (api.Problem("deblur"), "exactly one"),
         (api.Problem("deblur", blur_sigma=1, kernel=np.ones((3, 3))), "exactly one"),
@@ -140,6 +144,53 @@ def test_bad_arrays_and_options(tiny_weights: Path) -> None:
         rimcli.denoise(np.zeros((8, 8, 5), np.uint8))
     with pytest.raises(ValueError, match="steps must be >= 1"):
         rimcli.denoise(np.zeros((8, 8), np.uint8), steps=0)
+
+
+@pytest.mark.parametrize(
+    "values, match",
+    [([0.0, 255.0], r"in \[0, 1\], got values in \[0, 255\]"), ([-0.5, 0.5], r"in \[0, 1\]"),
+     ([0.0, float("nan")], "inf or NaN"), ([0.0, float("inf")], "inf or NaN")],
+)
+def test_float_images_must_be_finite_and_in_0_1(tiny_weights: Path, values: list[float], match: str) -> None:
+    x = img((8, 8, 3), np.float32)
+    x[0, 0, 0], x[1, 1, 1] = values
+    with pytest.raises(ValueError, match=match):
+        rimcli.denoise(x, steps=1)
+    with pytest.raises(ValueError, match=match):
+        api.evaluate(api.run(img((8, 8, 3), np.float32), api.Problem("denoise"), options=api.Options(steps=1)), x)
+
+
+def test_non_finite_weights_are_refused(tiny_weights: Path, tmp_path: Path) -> None:
+    import torch
+
+    from rimcli.model import RIM, RIMConfig
+    from rimcli.weights import WeightsError, save_model
+
+    net = RIM(RIMConfig(channels=1, hidden=8))
+    with torch.no_grad():
+        next(net.parameters()).view(-1)[0] = float("inf")
+    save_model(net, tmp_path / "inf.safetensors")
+    with pytest.raises(WeightsError, match="inf or NaN weights"):
+        rimcli.load_model(tmp_path / "inf.safetensors")
+    with pytest.raises(WeightsError, match="inf or NaN weights"):
+        rimcli.denoise(img((8, 8)), model=net, steps=1)
+
+
+def test_non_finite_result_is_an_error(tiny_weights: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def nan_restore(y, *args):  # what fp16 overflow or a diverged model produces
+        return np.full((y.shape[2], y.shape[3], y.shape[1]), np.nan, np.float32), None, 0
+
+    monkeypatch.setattr(api, "_reconstruct", nan_restore)
+    with pytest.raises(RuntimeError, match="inf or NaN"):
+        rimcli.denoise(img((8, 8)), steps=1)
+
+
+def test_output_shape_is_known_before_the_work(tiny_weights: Path) -> None:
+    cases = [(img((25, 28, 4)), api.Problem("superres", scale=3)),
+             (img((25, 28)), api.Problem("superres", scale=3, simulate=True)),
+             (img((25, 28, 3)), api.Problem("cs")), (img((25, 28, 2)), api.Problem("deblur", blur_sigma=1))]
+    for x, problem in cases:
+        assert api.output_shape(x, problem) == api.run(x, problem, options=api.Options(steps=1)).restored.shape
 
 
 def test_tiling_calls_back_per_tile(tiny_weights: Path) -> None:

@@ -126,7 +126,7 @@ def test_models_table_and_json(work: Path) -> None:
     assert code == 0 and "rim-gray-denoise" in out and "rim-sr" in out
     code, out, _ = rim("models", "--json", "-")
     data = json.loads(out)
-    assert {m["name"] for m in data["models"]} == {"rim-gray-denoise", "rim-rgb-denoise", "rim-sr", "rim-3task"}
+    assert {m["name"] for m in data["models"]} == {"rim-gray-denoise", "rim-rgb-denoise", "rim-rgb-deblur", "rim-sr", "rim-3task"}
     assert all(m["params"] > 0 and m["file_size"] > 0 for m in data["models"])
     assert rim("models", "--json", work / "m.json")[0] == 0
     assert json.loads((work / "m.json").read_text())["models"]
@@ -250,6 +250,19 @@ def _cmyk(p: Path) -> Path:
     return p / "c.jpg"
 
 
+def _inf_weights(p: Path) -> Path:
+    import torch
+
+    from rimcli.model import RIM, RIMConfig
+    from rimcli.weights import save_model
+
+    net = RIM(RIMConfig(channels=1, hidden=8))
+    with torch.no_grad():
+        next(net.parameters()).view(-1)[0] = float("inf")  # the whole output would be NaN: a black image
+    save_model(net, p / "inf.safetensors")
+    return p / "inf.safetensors"
+
+
 def _text(p: Path) -> Path:
     (p / "t.png").write_text("this is not an image")
     return p / "t.png"
@@ -263,6 +276,10 @@ def _text(p: Path) -> Path:
         (lambda p: ["denoise", _cmyk(p)], "unsupported image mode CMYK"),
         (lambda p: ["denoise", p / "ok.png", "--sigma", "-1"], "sigma must be >= 0"),
         (lambda p: ["denoise", p / "ok.png", "--sigma", "lots"], "--sigma must be a number"),
+        (lambda p: ["denoise", p / "ok.png", "--sigma", "inf"], "sigma must be >= 0 and <= 255"),
+        (lambda p: ["superres", p / "ok.png", "--sigma", "1e9"], "sigma must be >= 0 and <= 255"),
+        (lambda p: ["deblur", p / "ok.png", "--blur-sigma", "inf"], "blur sigma must be > 0 and <= 100"),
+        (lambda p: ["denoise", p / "ok.png", "-n", _inf_weights(p)], "inf or NaN weights"),
         (lambda p: ["superres", p / "ok.png", "--scale", "5"], "unsupported scale 5"),
         (lambda p: ["denoise", p / "ok.png", "--steps", "0"], "steps must be >= 1"),
         (lambda p: ["denoise", p / "ok.png", "--device", "cuda"], "CUDA is not available"),
@@ -306,6 +323,81 @@ def test_existing_output_needs_overwrite(work: Path) -> None:
     assert dst.read_bytes() == before
     assert rim("denoise", src, "--steps", 1, "--overwrite")[0] == 0
     assert dst.read_bytes() != before
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["a.png", "-o", "a.png"], "would replace its own input"),
+        (["a.png", "-o", "a.png", "--overwrite"], "would replace its own input"),
+        (["in/b.png", "in/c.png", "-o", "in", "--suffix", "", "--overwrite"], "would replace its own input"),
+        (["in/b.png", "in/b_denoised.png", "-o", "in", "--overwrite"], "would replace another input"),
+        (["in", "-o", "in", "--suffix", "", "--overwrite"], "inside the output folder"),
+    ],
+)
+def test_output_never_replaces_an_input(work: Path, args: list[str], match: str) -> None:
+    for name in ("a.png", "in/b.png", "in/c.png", "in/b_denoised.png"):
+        save(work / name, rand((H, W)))
+    before = {name: (work / name).read_bytes() for name in files_in(work)}
+    code, _, err = rim("denoise", *args, "--steps", 1)
+    line = one_error_line(err)
+    assert code == 2 and match in line and "use --overwrite" not in line
+    assert {name: (work / name).read_bytes() for name in files_in(work)} == before
+
+
+def _forbid_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    import rimcli.api
+
+    def no_work(*args: object) -> None:
+        raise AssertionError("restored although the run was bound to fail")
+
+    monkeypatch.setattr(rimcli.api, "_reconstruct", no_work)
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["ok16.png", "--ext", "jpg"], "16-bit"),
+        (["rgba.png", "--ext", "jpg"], "alpha"),
+        (["rgba.png", "-o", "out/x.bmp"], "alpha"),
+        (["ok.png", "--reference", "small.png"], "reference is 10x10"),
+        (["ok.png", "--reference", "rgb.png"], "with 3 channel(s)"),
+        (["ok.png", "--save-steps", "steps"], "is not empty"),
+    ],
+)
+def test_checks_before_the_work(work: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], match: str) -> None:
+    """What would fail after restoring (format, reference, --save-steps) fails before it."""
+    _forbid_work(monkeypatch)
+    save(work / "ok.png", rand((H, W)))
+    save(work / "ok16.png", rand((H, W), np.uint16))
+    save(work / "rgba.png", rand((H, W, 4)))
+    save(work / "rgb.png", rand((H, W, 3)))
+    save(work / "small.png", rand((10, 10)))
+    save(work / "steps" / "ok" / "step_00.png", rand((H, W)))
+    before = files_in(work)
+    code, _, err = rim("denoise", *args, "--steps", 1)
+    assert code == 2 and match in one_error_line(err)
+    assert files_in(work) == before
+
+
+def test_superres_reference_must_have_the_output_size(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _forbid_work(monkeypatch)
+    src = save(work / "lr.png", rand((H // 2, W // 2, 3)))
+    code, _, err = rim("superres", src, "--scale", 2, "--reference", src, "--steps", 1)
+    assert code == 2 and f"reference is {W // 2}x{H // 2}" in one_error_line(err)
+
+
+def test_non_finite_result_writes_nothing(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import rimcli.api
+
+    def nan_restore(y, *args):
+        return np.full((y.shape[2], y.shape[3], y.shape[1]), np.nan, np.float32), None, 0
+
+    monkeypatch.setattr(rimcli.api, "_reconstruct", nan_restore)
+    src = save(work / "a.png", rand((H, W)))
+    code, _, err = rim("denoise", src, "--steps", 1, "-o", "out")
+    assert code == 2 and "inf or NaN" in one_error_line(err)
+    assert files_in(work / "out") == []
 
 
 def test_output_under_a_file(work: Path) -> None:

@@ -13,11 +13,11 @@ from rimcli.operators import Blur, Denoise, Downsample, LinearOperator, RandomPr
 SIGMA = 25 / 255
 
 
-def _model(arch: str = "rim", channels: int = 1, gain: float = 1.0, seed: int = 0) -> RIM:
+def _model(arch: str = "rim", channels: int = 1, gain: float = 1.0, seed: int = 0, sigma_input: bool = False) -> RIM:
     """A tiny untrained RIM. gain > 1 scales every weight, so that distant pixels matter more
     than in the freshly initialised net: a stand-in for a trained model's longer reach."""
     torch.manual_seed(seed)
-    model = RIM(RIMConfig(channels=channels, hidden=8, arch=arch))
+    model = RIM(RIMConfig(channels=channels, hidden=8, arch=arch, sigma_input=sigma_input))
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(gain)
@@ -98,14 +98,16 @@ OPERATORS = {
 
 
 @pytest.mark.parametrize("op_name", list(OPERATORS))
-@pytest.mark.parametrize("arch", ["rim", "gdn", "ffn", "paper"])
+@pytest.mark.parametrize("arch", ["rim", "gdn", "ffn", "paper", "msrim"])
 def test_tiling_is_exact_for_every_architecture_and_operator(arch: str, op_name: str) -> None:
     """The default overlap (`receptive_depth`) covers each operator's reach through A^T A and
-    each cell's, including the paper cell, whose stride-2 grid the tiles must also follow
-    (tile=30 is deliberately not a multiple of 2 or of the scale)."""
+    each cell's, including the strided cells (paper: 2, multi-scale: 4), whose grid the tiles
+    must also follow (tile=30 is deliberately not a multiple of 2, 4 or the scale; 190 is not a
+    multiple of 4 either, so the multi-scale cell pads the last tiles as it pads the image)."""
     op = OPERATORS[op_name]
-    model = _model(arch, gain=2.0)
-    y = _measure(op, (1, 1, 192, 192), sigma=0.05)
+    model = _model(arch, gain=2.0, sigma_input=arch in ("rim", "msrim"))
+    size = 192 if op_name in ("sr3", "cs") else 190  # those need whole LR pixels / 8x8 blocks
+    y = _measure(op, (1, 1, size, size), sigma=0.05)
     whole = restore(y, op, 0.05, model, steps=2, device="cpu").image
     tiled = restore(y, op, 0.05, model, steps=2, tile=30, device="cpu").image
     assert (tiled - whole).abs().max().item() < 1e-5

@@ -10,9 +10,21 @@ from rimcli.model import ARCHS, RIM, RIMConfig
 from rimcli.operators import Denoise, Downsample
 
 
-def _expected_parameters(arch: str, c: int, f: int) -> int:
+def _gru_1x1(f: int) -> int:
+    return (2 * f * 2 * f + 2 * f) + (f * f + f) + f * f  # gates, candidate from input, from state
+
+
+def _conv3(cin: int, cout: int) -> int:
+    return 9 * cin * cout + cout
+
+
+def _expected_parameters(arch: str, c: int, f: int, sigma_input: bool = False) -> int:
     """Counted by hand from the layers, so a changed layer shows up as a changed formula."""
-    gru_1x1 = (2 * f * 2 * f + 2 * f) + (f * f + f) + f * f  # gates, candidate from input, from state
+    gru_1x1 = _gru_1x1(f)
+    if arch == "msrim":
+        f0, f1, f2 = f // 2, f, 2 * f
+        return (_conv3(2 * c + sigma_input, f0) + _conv3(4 * f0, f1) + _gru_1x1(f1) + _conv3(4 * f1, f2)
+                + _gru_1x1(f2) + _conv3(f2, 4 * f1) + _conv3(2 * f1, 4 * f0) + _conv3(2 * f0, c) + 1)
     conv_mid = 9 * f * f + f
     conv_out = 9 * f * c + c
     phi = 1
@@ -33,6 +45,56 @@ def _expected_parameters(arch: str, c: int, f: int) -> int:
 def test_parameter_count_matches_the_architecture(arch: str, hidden: int, channels: int) -> None:
     model = RIM(RIMConfig(channels=channels, hidden=hidden, arch=arch))
     assert model.num_parameters() == _expected_parameters(arch, channels, hidden)
+
+
+@pytest.mark.parametrize("arch", ["rim", "msrim"])
+def test_sigma_input_adds_one_input_channel(arch: str) -> None:
+    """The noise-level map is one more input channel of the first conv, nothing else."""
+    plain = RIM(RIMConfig(channels=3, hidden=8, arch=arch)).num_parameters()
+    with_sigma = RIM(RIMConfig(channels=3, hidden=8, arch=arch, sigma_input=True)).num_parameters()
+    first = 25 * 8 if arch == "rim" else 9 * 4  # kernel area x output width of the first conv (8 or 8/2)
+    assert with_sigma - plain == first
+    if arch == "msrim":
+        assert with_sigma == _expected_parameters(arch, 3, 8, sigma_input=True)
+
+
+@pytest.mark.parametrize("arch", ["rim", "msrim", "paper", "ffn"])
+def test_the_update_depends_on_sigma_only_with_sigma_input(arch: str) -> None:
+    x, g = torch.rand(1, 1, 16, 16), torch.randn(1, 1, 16, 16)
+    for sigma_input in (False, True):
+        torch.manual_seed(0)
+        model = RIM(RIMConfig(hidden=8, arch=arch, sigma_input=sigma_input))
+        lo = model(x, g, model.init_state(x), torch.tensor([0.0]))[0]
+        hi = model(x, g, model.init_state(x), torch.tensor([0.2]))[0]
+        assert torch.equal(lo, hi) != sigma_input
+
+
+def test_multiscale_reach_is_a_tight_bound() -> None:
+    """`MultiScaleCell.reach` is what the tiler's exact overlap is built from: no input pixel
+    further than `reach` changes an output pixel, and some pixel at exactly `reach` does."""
+    torch.manual_seed(0)
+    model = RIM(RIMConfig(hidden=4, arch="msrim")).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.abs_().add_(0.05)  # all-positive weights: no influence can cancel out by chance
+    n, reach = 64, model.cell.reach
+    x, g = torch.full((1, 1, n, n), 0.5), torch.zeros(1, 1, n, n)
+    base = model(x, g, model.init_state(x))[0]
+    furthest = 0
+    for q in range(28, 32):  # all four phases of the 4-pixel grid
+        g2 = g.clone()
+        g2[..., q, q] = 1.0
+        changed = (model(x, g2, model.init_state(x))[0] - base).abs()[0, 0, q] > 0
+        cols = changed.nonzero().flatten()
+        furthest = max(furthest, int((cols - q).abs().max()))
+    assert furthest == reach
+
+
+def test_multiscale_needs_an_even_width_and_gdn_takes_no_sigma() -> None:
+    with pytest.raises(ValueError, match="even"):
+        RIMConfig(hidden=7, arch="msrim")
+    with pytest.raises(ValueError, match="sigma_input"):
+        RIMConfig(arch="gdn", sigma_input=True)
 
 
 def test_default_architecture_has_90306_parameters() -> None:
@@ -143,3 +205,16 @@ def test_config_round_trips_and_rejects_unknown_keys() -> None:
     assert RIMConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown model config keys: depth, width"):
         RIMConfig.from_dict({**cfg.to_dict(), "width": 3, "depth": 2})
+
+
+def test_mac_count_matches_the_layers_by_hand() -> None:
+    """Default cell, gray, hidden f, on an h x w image: conv_in 5x5 (2 -> f), conv_mid 3x3, two
+    1x1 GRUs (gates 2f -> 2f, candidates f -> f twice), conv_out 3x3 (f -> 1)."""
+    from rimcli.model import count_macs
+
+    f, h, w = 8, 12, 10
+    per_pixel = 25 * 2 * f + 9 * f * f + 2 * (2 * f * 2 * f + 2 * f * f) + 9 * f
+    assert count_macs(RIM(RIMConfig(hidden=f)), h, w) == per_pixel * h * w
+    # the multi-scale cell spends about the same per pixel at each of its three resolutions
+    ms = count_macs(RIM(RIMConfig(hidden=f, arch="msrim")), 16, 16) / 256
+    assert 0.5 < ms / count_macs(RIM(RIMConfig(hidden=f)), 16, 16) * 256 < 8

@@ -147,6 +147,31 @@ def test_cli_train_then_export(data_dir: Path, tmp_path: Path) -> None:
     for k, v in model.state_dict().items():
         assert torch.equal(v, ck["model"][k])
 
+    # the file describes itself: a copy given by path runs its own default steps, like the name
+    import shutil
+
+    from rimcli.api import load_model
+
+    copy = tmp_path / "copy.safetensors"
+    shutil.copy(wdir / entry["file"], copy)
+    loaded = load_model(str(copy))
+    assert loaded.default_steps == 2 and loaded.tasks == ["denoise"] and loaded.name == "my-rim"
+
+    # by default export writes to the user's models folder (never the installed package), where
+    # `rim models` lists it and a name finds it
+    import os
+
+    from rimcli.weights import resolve
+
+    r = _rim("export", str(tmp_path / "run"), "--name", "mine")
+    assert r.returncode == 0, r.stderr
+    user = Path(os.environ["RIM_USER_MODELS"])
+    assert (user / "mine.safetensors").is_file()
+    assert resolve("mine")[1].default_steps == 2
+    r = _rim("models", "--json", "-")
+    listed = {m["name"]: m["source"] for m in json.loads(r.stdout)["models"]}
+    assert listed["mine"] == "user" and listed["rim-gray-denoise"] == "bundled"
+
 
 def test_ddp_two_gloo_ranks_stay_identical(data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
@@ -175,3 +200,30 @@ def test_time_limit_stops_cleanly_and_resumes(data_dir: Path, tmp_path: Path) ->
     assert ck["iteration"] == 1  # stopped after the first iteration, with a checkpoint
     train(_cfg(data_dir, tmp_path / "t", iters=3, val_every=500), resume=True)
     assert torch.load(run / "last.pt", weights_only=True)["iteration"] == 3
+
+
+def test_low_sigma_draws_that_fraction_of_noise_levels_from_0_to_5() -> None:
+    from rimcli.training import LOW_SIGMA, corrupt
+
+    x = torch.rand(4000, 1, 2, 2)
+    for frac in (0.0, 0.25, 1.0):
+        cfg = TrainConfig(sigma_range=[20.0, 75.0], low_sigma=frac)
+        _, _, sigma = corrupt(cfg, "denoise", x, torch.Generator().manual_seed(0))
+        low = sigma * 255 <= LOW_SIGMA
+        assert low.float().mean().item() == pytest.approx(frac, abs=0.03)
+        assert bool(((sigma * 255 >= 20) | low).all())
+    with pytest.raises(TrainError, match="low_sigma"):
+        TrainConfig.from_dict({"low_sigma": 1.5})
+
+
+def test_channels_last_training_matches_the_plain_layout(data_dir: Path, tmp_path: Path) -> None:
+    """NHWC is a layout, not a different computation: the same run in either layout ends with
+    the same weights up to float rounding."""
+    torch.set_num_threads(1)
+    finals = []
+    for cl in (False, True):
+        run = train(_cfg(data_dir, tmp_path / f"cl{cl}", iters=6, val_every=6, arch="msrim", sigma_input=True,
+                         channels_last=cl, low_sigma=0.2))
+        finals.append(torch.load(run / "last.pt", weights_only=True)["model"])
+    for k, v in finals[0].items():
+        torch.testing.assert_close(finals[1][k], v, rtol=1e-3, atol=1e-4)

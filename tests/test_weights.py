@@ -153,8 +153,8 @@ def test_unknown_model_name_lists_the_bundled_models(tiny_weights: Path) -> None
     [
         ("denoise", 1, "rim-gray-denoise"),
         ("denoise", 3, "rim-rgb-denoise"),
-        ("deblur", 3, "rim-rgb-denoise"),
-        ("deblur", 1, "rim-rgb-denoise"),  # no gray deblurring model: the RGB one serves
+        ("deblur", 3, "rim-rgb-deblur"),
+        ("deblur", 1, "rim-rgb-deblur"),  # no gray deblurring model: the RGB one serves
         ("superres", 3, "rim-sr"),
         ("superres", 1, "rim-sr"),
         ("cs", 1, "rim-3task"),

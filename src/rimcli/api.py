@@ -36,6 +36,10 @@ ENSEMBLES = ("gaussian", "binary", "fourier")
 DEFAULT_STEPS = 8
 #: measurement-noise std (0..255) when none is given
 DEFAULT_SIGMA = {"denoise": 25.0, "superres": 0.0, "deblur": 1.0, "cs": 0.0}
+#: largest noise std accepted (0..255 scale): beyond the full gray range nothing is left to restore
+MAX_SIGMA = 255.0
+#: largest Gaussian blur std accepted, in pixels (the kernel spans +-3 std; 1e9 would exhaust memory)
+MAX_BLUR_SIGMA = 100.0
 AUTO_TILE = 512
 #: peak memory of the default cell measured on CPU: ~47 bytes per pixel, batch item and hidden
 #: channel (~3 KB/px at hidden 64); the auto tile keeps a run under AUTO_TILE_BUDGET
@@ -88,8 +92,20 @@ def load_model(
     key = (str(weights_dir()), name)
     if key not in _CACHE:
         net, entry = resolve(name)
-        _CACHE[key] = LoadedModel(net, entry.name if entry else name, entry)
+        _CACHE[key] = LoadedModel(_check_weights(net, name), entry.name if entry else name, entry)
     return _CACHE[key]
+
+
+def _check_weights(net: RIM, name: str) -> RIM:
+    """A single inf/NaN weight turns every output into NaN, which saves as a black image."""
+    import torch
+
+    from .weights import WeightsError
+
+    bad = [k for k, v in net.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise WeightsError(f"model {name} has inf or NaN weights (in {bad[0]}); the file is damaged or its training diverged")
+    return net
 
 
 def _get_model(model: ModelLike, task: str, channels: int) -> LoadedModel:
@@ -98,7 +114,7 @@ def _get_model(model: ModelLike, task: str, channels: int) -> LoadedModel:
     if isinstance(model, LoadedModel):
         return model
     if isinstance(model, RIM):
-        return LoadedModel(model, "custom")
+        return LoadedModel(_check_weights(model, "custom"), "custom")
     return load_model(model, task, channels)
 
 
@@ -131,8 +147,8 @@ class Problem:
         if self.task == "deblur":
             if (self.kernel is None) == (self.blur_sigma is None):
                 raise ValueError("deblur needs exactly one of a kernel (--kernel) or a Gaussian blur sigma (--blur-sigma)")
-            if self.blur_sigma is not None and not self.blur_sigma > 0:
-                raise ValueError(f"blur sigma must be > 0, got {self.blur_sigma}")
+            if self.blur_sigma is not None and not 0 < self.blur_sigma <= MAX_BLUR_SIGMA:
+                raise ValueError(f"blur sigma must be > 0 and <= {MAX_BLUR_SIGMA:g} pixels, got {self.blur_sigma}")
         if self.task == "cs":
             if self.ensemble not in ENSEMBLES:
                 raise ValueError(f"unknown ensemble {self.ensemble!r}; choose from {', '.join(ENSEMBLES)}")
@@ -147,8 +163,8 @@ class Problem:
                 raise ValueError("sigma 'auto' is only available for denoising")
             if self.simulate:
                 raise ValueError("sigma 'auto' cannot be combined with a simulation (give the sigma to simulate)")
-        elif self.sigma is not None and not float(self.sigma) >= 0:
-            raise ValueError(f"sigma must be >= 0, got {self.sigma}")
+        elif self.sigma is not None and not 0 <= float(self.sigma) <= MAX_SIGMA:  # also refuses inf and NaN
+            raise ValueError(f"sigma must be >= 0 and <= {MAX_SIGMA:g} (a std in 8-bit gray levels), got {self.sigma}")
 
     @property
     def simulated(self) -> bool:
@@ -239,6 +255,8 @@ def run(img: np.ndarray, problem: Problem, model: ModelLike = None, options: Opt
     out_h, out_w = truth.shape[:2] if truth is not None else op.x_shape(y.shape)[-2:]
     start = _numpy(y if problem.task == "deblur" else op.init(y))  # before restore moves op to the device
     final, every, tile = _reconstruct(y, op, sigma, loaded, n_steps, options)
+    if not all(np.isfinite(a).all() for a in (final, *(every or []))):  # would save as black, silently
+        raise RuntimeError("the restoration produced inf or NaN values (try full precision, or another model)")
     crop = (slice(0, out_h), slice(0, out_w))  # undoes the cs padding; a no-op otherwise
     restored = final[crop]
     alpha = _alpha_out(problem, alpha, (out_h, out_w))
@@ -266,6 +284,12 @@ def _as_array(img: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected an HxW or HxWxC image with C = 1..4, got shape {a.shape}")
     if a.size == 0:
         raise ValueError("empty image")
+    if a.dtype.kind == "f":  # floats are taken as [0, 1]: 0..255 data would restore to garbage
+        if not np.isfinite(a).all():
+            raise ValueError("float image has inf or NaN pixels")
+        lo, hi = float(a.min()), float(a.max())
+        if lo < 0 or hi > 1:
+            raise ValueError(f"float images must be in [0, 1], got values in [{lo:g}, {hi:g}] (scale 0..255 data by 1/255)")
     return a
 
 
@@ -409,6 +433,25 @@ def _score(a: np.ndarray, truth: np.ndarray, problem: Problem, with_ssim: bool =
     return result
 
 
+def output_shape(img: np.ndarray, problem: Problem) -> tuple[int, int, int]:
+    """(H, W, C) of the restored colour channels (`Outcome.restored`), known before any work."""
+    h, w, c = _split_channels(_as_array(img))[0].shape
+    if problem.task != "superres":
+        return h, w, c
+    s = problem.scale
+    return (h - h % s, w - w % s, c) if problem.simulated else (h * s, w * s, c)
+
+
+def check_reference(reference: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The reference's colour channels as float HxWxC, or ValueError unless they have `shape`
+    (call it with `output_shape` before restoring, so a mismatch costs no work)."""
+    truth = to_float(_split_channels(_as_array(reference))[0])
+    if truth.shape != tuple(shape):
+        (h, w, c), (rh, rw, rc) = shape, truth.shape
+        raise ValueError(f"reference is {rw}x{rh} with {rc} channel(s); the result is {w}x{h} with {c}")
+    return truth
+
+
 def protocol(problem: Problem) -> str:
     if problem.task == "superres":
         return f"Y of MATLAB rgb2ycbcr, {problem.scale} px shaved per border, 0..255, as saved"
@@ -419,15 +462,9 @@ def evaluate(outcome: Outcome, reference: np.ndarray | None = None) -> dict[str,
     """PSNR/SSIM of the degraded input and of the result against the truth (the clean image
     of a simulation, else `reference`), plus PSNR at every step when the steps were kept.
     None when there is no truth to compare with."""
-    truth = outcome.truth
-    if reference is not None:
-        truth = to_float(_split_channels(_as_array(reference))[0])
+    truth = outcome.truth if reference is None else check_reference(reference, outcome.restored.shape)
     if truth is None:
         return None
-    if truth.shape != outcome.restored.shape:
-        h, w, c = outcome.restored.shape
-        rh, rw, rc = truth.shape
-        raise ValueError(f"reference is {rw}x{rh} with {rc} channel(s); the result is {w}x{h} with {c}")
     p, dt = outcome.problem, outcome.dtype
     report: dict[str, Any] = {
         "protocol": protocol(p),

@@ -78,28 +78,13 @@ class ModelSpec:
         return {k: v for k, v in self.__dict__.items() if k != "model"}
 
 
-def _file_metadata(path: Path) -> dict:
-    """JSON metadata saved with a .safetensors file (default_steps, training, ...), if any."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    out = {}
-    for k, v in meta.items():
-        try:
-            out[k] = json.loads(v)
-        except ValueError:
-            out[k] = v
-    return out
-
-
 def load_models(names: list[str], task: str, channels: int, steps: int | None, max_steps: int | None,
                 curve_default: int | None = None) -> list[ModelSpec]:
     """Resolve models (bundled names or .safetensors paths) with their step counts.
 
     Headline steps: `steps`, else the manifest's default_steps (or the file's metadata). Curve:
     `max_steps`, else `curve_default`, else twice the training horizon, else twice the steps."""
-    from .weights import default_model, resolve, sha256
+    from .weights import default_model, file_metadata, resolve, sha256
 
     names = list(names) or [default_model(task, channels)]
     specs: list[ModelSpec] = []
@@ -111,7 +96,7 @@ def load_models(names: list[str], task: str, channels: int, steps: int | None, m
         else:
             path = Path(name)
             digest = sha256(path)
-            meta = _file_metadata(path)
+            meta = file_metadata(path)
             default_steps = meta.get("default_steps")
             training = meta.get("training") if isinstance(meta.get("training"), dict) else {}
             label = path.stem

@@ -18,26 +18,30 @@ def export_run(run: Path, name: str, *, checkpoint: str = "best", weights_dir: P
     cfg = TrainConfig.from_dict(ck["config"])
     model = RIM(RIMConfig.from_dict(ck["model_config"]))
     model.load_state_dict(ck["model"])
-    folder = weights_dir or weights.weights_dir()
+    folder = weights_dir or weights.user_models_dir()  # never site-packages by default
     folder.mkdir(parents=True, exist_ok=True)
     try:
         entries = read_manifest(folder)
     except WeightsError:
         entries = {}
     file = f"{name}.safetensors"
-    digest = save_model(model, folder / file, {"name": name})
     val = _validation_at(run, ck["iteration"])
     meta = ck.get("meta", {})
+    tasks = tasks or sorted(set(cfg.tasks()))
+    default_steps = default_steps or cfg.steps
+    training = {
+        "command": meta.get("command"), "commit": meta.get("commit"), "data": Path(cfg.data).name,
+        "train_images": meta.get("train_images"), "val_images": meta.get("val_images"),
+        "iterations": ck["iteration"], "steps": cfg.steps, "patch": cfg.patch, "batch": cfg.batch,
+        "world_size": meta.get("world_size", 1), "checkpoint": checkpoint, "config": cfg.to_dict(),
+        "parameters": model.num_parameters(),
+    }
+    # the file describes itself (a copy given by path behaves like the bundled name)
+    digest = save_model(model, folder / file, {"name": name, "tasks": tasks, "default_steps": default_steps,
+                                               "description": description, "training": training})
     entry = ModelEntry(
-        name=name, file=file, sha256=digest, tasks=tasks or sorted(set(cfg.tasks())), channels=cfg.channels,
-        config=model.config.to_dict(), default_steps=default_steps or cfg.steps, description=description,
-        training={
-            "command": meta.get("command"), "commit": meta.get("commit"), "data": Path(cfg.data).name,
-            "train_images": meta.get("train_images"), "val_images": meta.get("val_images"),
-            "iterations": ck["iteration"], "steps": cfg.steps, "patch": cfg.patch, "batch": cfg.batch,
-            "world_size": meta.get("world_size", 1), "checkpoint": checkpoint, "config": cfg.to_dict(),
-            "parameters": model.num_parameters(),
-        },
+        name=name, file=file, sha256=digest, tasks=tasks, channels=cfg.channels, config=model.config.to_dict(),
+        default_steps=default_steps, description=description, training=training,
         metrics={"validation": val} if val else {},
     )
     entries[name] = entry  # replaces any older entry: its benchmark figures belonged to the old file

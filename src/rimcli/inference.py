@@ -11,6 +11,7 @@ import torch
 
 from .model import RIM
 from .operators import LinearOperator, SigmaLike, as_sigma
+from .runtime import tune_allocator
 
 #: x_0 is clamped to [LINK_EPS, 1 - LINK_EPS] before the logit so eta_0 stays finite
 LINK_EPS = 1e-3
@@ -79,9 +80,9 @@ def unroll(
         grad = operator.grad(x, y, s, model.eps)
         with amp:
             if checkpoint and torch.is_grad_enabled():
-                delta, state = torch.utils.checkpoint.checkpoint(model, x, grad, state, use_reentrant=False)
+                delta, state = torch.utils.checkpoint.checkpoint(model, x, grad, state, s, use_reentrant=False)
             else:
-                delta, state = model(x, grad, state)
+                delta, state = model(x, grad, state, s)
         eta = eta + delta.float()
         x = torch.sigmoid(eta)
         outs.append(x)
@@ -143,6 +144,7 @@ def restore(
     context it would see in a whole-image run, so the tiled result equals the untiled one (no
     seams) for any weights; about 5 pixels per step for denoising (40 at 8 steps). A smaller
     overlap trades that exactness for speed. Results are returned on the CPU as float32 in [0, 1]."""
+    tune_allocator()  # else glibc faults each step's large tensors in anew (half the CPU time)
     dev = resolve_device(device)
     amp = resolve_precision(precision, dev)
     model = model.to(dev).eval()

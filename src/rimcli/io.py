@@ -214,15 +214,22 @@ def write_image(path: str | Path, array: np.ndarray, *, icc: bytes | None = None
     """Write an HxW(xC) uint8/uint16 array, format from the extension, atomically (temp file
     + rename, so a failure never leaves a partial file). Raises `ImageError`."""
     path = Path(path)
+    arr = check_encodable(path, array)
+    if path.exists() and not overwrite:
+        raise ImageError(f"{path}: output exists (use --overwrite to replace it)")
+    write_bytes(path, _encode(arr, format_of(path), icc), overwrite=overwrite)
+    return path
+
+
+def check_encodable(path: Path, array: np.ndarray) -> np.ndarray:
+    """Raise `ImageError` if `path`'s format cannot hold `array` (16-bit JPEG, alpha in BMP, ...);
+    only dtype and shape matter, so a caller can check before computing the real array.
+    Returns the array as it will be encoded."""
     fmt = format_of(path)
     if fmt is None:
         kind = path.suffix or "files without an extension"
         raise ImageError(f"{path}: cannot write {kind}; use .png, .jpg, .tif, .bmp or .webp")
-    if path.exists() and not overwrite:
-        raise ImageError(f"{path}: output exists (use --overwrite to replace it)")
-    arr = _check_writable(np.asarray(array), fmt, path)
-    write_bytes(path, _encode(arr, fmt, icc), overwrite=overwrite)
-    return path
+    return _check_writable(np.asarray(array), fmt, path)
 
 
 def write_bytes(path: Path, data: bytes, *, overwrite: bool = True) -> None:

@@ -10,6 +10,13 @@ Architectures (`RIMConfig.arch`):
 - ``ffn``: the GRUs replaced by a ReLU conv layer, no memory between steps (paper's ablation).
 - ``paper``: the paper's section 4.1 cell: stride-2 conv + tanh -> conv GRU -> transposed conv
   + tanh -> conv (BatchNorm omitted: it couples samples and breaks tiling).
+- ``msrim``: a multi-scale cell: a light full-resolution path plus conv GRU state at 1/2 and 1/4
+  resolution (pixel-unshuffle down, pixel-shuffle up, U-Net skips). The receptive field grows
+  about 17 pixels a step for the FLOPs of the ``rim`` cell at the same width.
+
+`sigma_input` adds the noise level as a constant input map (as FFDNet does): the gradient alone
+mixes the noise level with the size of the residual, so the cell cannot tell a clean photo at
+sigma 0 from a noisy one.
 """
 
 from __future__ import annotations
@@ -21,7 +28,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-ARCHS = ("rim", "gdn", "ffn", "paper")
+ARCHS = ("rim", "gdn", "ffn", "paper", "msrim")
+#: the noise-level input map is sigma (0..1 scale) times this: about 1 at sigma 50 gray levels
+SIGMA_FEATURE_SCALE = 255.0 / 50.0
 
 
 @dataclass(frozen=True)
@@ -31,6 +40,8 @@ class RIMConfig:
     arch: str = "rim"
     #: initial value of eps = softplus(phi) in A^T(y - Ax)/(sigma^2 + eps), on the [0,1] scale
     eps_init: float = 1e-4
+    #: feed the noise level to the cell as an extra constant input channel
+    sigma_input: bool = False
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -39,6 +50,10 @@ class RIMConfig:
             raise ValueError("channels must be 1 or 3")
         if self.hidden < 1:
             raise ValueError("hidden must be >= 1")
+        if self.arch == "msrim" and self.hidden % 2:
+            raise ValueError("msrim needs an even hidden width")
+        if self.sigma_input and self.arch == "gdn":
+            raise ValueError("the gdn ablation takes the gradient only; sigma_input does not apply")
 
     @classmethod
     def from_dict(cls, d: dict) -> RIMConfig:
@@ -73,10 +88,19 @@ class ConvGRU(nn.Module):
         return (1 - z) * n + z * h
 
 
-def _input_features(x: torch.Tensor, grad: torch.Tensor, with_estimate: bool) -> torch.Tensor:
+def _input_features(x: torch.Tensor, grad: torch.Tensor, with_estimate: bool,
+                    sigma: torch.Tensor | None = None) -> torch.Tensor:
     # arcsinh compresses the gradient's 1/sigma^2 dynamic range while keeping its sign and zero
     g = torch.asinh(grad)
-    return torch.cat([x - 0.5, g], 1) if with_estimate else g
+    parts = [x - 0.5, g] if with_estimate else [g]
+    if sigma is not None:
+        level = (sigma.to(x.dtype) * SIGMA_FEATURE_SCALE).reshape(-1, 1, 1, 1)
+        parts.append(level.expand(x.shape[0], 1, *x.shape[-2:]))
+    return torch.cat(parts, 1)
+
+
+def _in_channels(cfg: RIMConfig, with_estimate: bool = True) -> int:
+    return (2 if with_estimate else 1) * cfg.channels + int(cfg.sigma_input)
 
 
 class RIMCell(nn.Module):
@@ -92,7 +116,7 @@ class RIMCell(nn.Module):
         c, f = cfg.channels, cfg.hidden
         self.with_estimate = cfg.arch != "gdn"
         self.recurrent = cfg.arch != "ffn"
-        in_ch = 2 * c if self.with_estimate else c
+        in_ch = _in_channels(cfg, self.with_estimate)
         self.conv_in = nn.Conv2d(in_ch, f, 5, padding=2, padding_mode="replicate")
         self.conv_mid = nn.Conv2d(f, f, 3, padding=2, dilation=2, padding_mode="replicate")
         if self.recurrent:
@@ -106,8 +130,9 @@ class RIMCell(nn.Module):
     def state_shapes(self, h: int, w: int) -> list[tuple[int, int, int]]:
         return [(self.hidden, h, w), (self.hidden, h, w)] if self.recurrent else []
 
-    def forward(self, x: torch.Tensor, grad: torch.Tensor, state: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        a = F.relu(self.conv_in(_input_features(x, grad, self.with_estimate)))
+    def forward(self, x: torch.Tensor, grad: torch.Tensor, state: list[torch.Tensor],
+                sigma: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        a = F.relu(self.conv_in(_input_features(x, grad, self.with_estimate, sigma)))
         if self.recurrent:
             h1 = self.rnn1(a, state[0])
             h2 = self.rnn2(F.relu(self.conv_mid(h1)), state[1])
@@ -128,7 +153,7 @@ class PaperCell(nn.Module):
     def __init__(self, cfg: RIMConfig):
         super().__init__()
         c, f = cfg.channels, cfg.hidden
-        self.down = nn.Conv2d(2 * c, f, 3, stride=2, padding=1)
+        self.down = nn.Conv2d(_in_channels(cfg), f, 3, stride=2, padding=1)
         self.rnn = ConvGRU(f, 4 * f, kernel=3)
         self.up = nn.ConvTranspose2d(4 * f, f, 3, stride=2, padding=1, output_padding=1)
         self.conv_out = nn.Conv2d(f, c, 3, padding=1, padding_mode="replicate")
@@ -138,11 +163,64 @@ class PaperCell(nn.Module):
     def state_shapes(self, h: int, w: int) -> list[tuple[int, int, int]]:
         return [(self.hidden, (h + 1) // 2, (w + 1) // 2)]
 
-    def forward(self, x: torch.Tensor, grad: torch.Tensor, state: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        a = torch.tanh(self.down(_input_features(x, grad, True)))
+    def forward(self, x: torch.Tensor, grad: torch.Tensor, state: list[torch.Tensor],
+                sigma: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        a = torch.tanh(self.down(_input_features(x, grad, True, sigma)))
         h = self.rnn(a, state[0])
         u = torch.tanh(self.up(h))[..., : x.shape[-2], : x.shape[-1]]
         return self.conv_out(u), [h]
+
+
+def _conv3(cin: int, cout: int) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, padding=1, padding_mode="replicate")
+
+
+class MultiScaleCell(nn.Module):
+    """Full resolution (width hidden/2), 1/2 (hidden) and 1/4 (2*hidden) with a conv GRU state at
+    the two coarse levels. Each level costs about the same per image pixel, so the cell grows its
+    receptive field fast for the FLOPs (the reason the paper's cell used stride 2)."""
+
+    # one step's reach, image pixels, worst case over the 4 pixel phases: conv0_out 1, conv1_out 1
+    # and conv2_out 1 + conv2_in 1 at 1/4 (8), conv1_in 1 at 1/2 (2), conv0_in 1, plus block rounding
+    reach = 17
+    stride = 4
+
+    def __init__(self, cfg: RIMConfig):
+        super().__init__()
+        c, f = cfg.channels, cfg.hidden
+        f0, f1, f2 = f // 2, f, 2 * f
+        self.conv0_in = _conv3(_in_channels(cfg), f0)
+        self.conv1_in = _conv3(4 * f0, f1)
+        self.rnn1 = ConvGRU(f1, f1)
+        self.conv2_in = _conv3(4 * f1, f2)
+        self.rnn2 = ConvGRU(f2, f2)
+        self.conv2_out = _conv3(f2, 4 * f1)
+        self.conv1_out = _conv3(2 * f1, 4 * f0)
+        self.conv0_out = _conv3(2 * f0, c)
+        nn.init.zeros_(self.conv0_out.bias)
+        self.widths = (f1, f2)
+
+    def state_shapes(self, h: int, w: int) -> list[tuple[int, int, int]]:
+        h, w = -(-h // 4), -(-w // 4)
+        return [(self.widths[0], 2 * h, 2 * w), (self.widths[1], h, w)]
+
+    def forward(self, x: torch.Tensor, grad: torch.Tensor, state: list[torch.Tensor],
+                sigma: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        h, w = x.shape[-2:]
+        feats = _input_features(x, grad, True, sigma)
+        ph, pw = -h % 4, -w % 4
+        if ph or pw:  # the grid starts at the top-left, so tiles cut on multiples of 4 see the same phase
+            feats = F.pad(feats, (0, pw, 0, ph), mode="replicate")
+        a0 = F.relu(self.conv0_in(feats))
+        h1 = self.rnn1(F.relu(self.conv1_in(F.pixel_unshuffle(a0, 2))), state[0])
+        h2 = self.rnn2(F.relu(self.conv2_in(F.pixel_unshuffle(h1, 2))), state[1])
+        u1 = F.pixel_shuffle(F.relu(self.conv2_out(h2)), 2)
+        u0 = F.pixel_shuffle(F.relu(self.conv1_out(torch.cat([h1, u1], 1))), 2)
+        out = self.conv0_out(torch.cat([a0, u0], 1))
+        return out[..., :h, :w], [h1, h2]
+
+
+CELLS = {"paper": PaperCell, "msrim": MultiScaleCell}
 
 
 class RIM(nn.Module):
@@ -151,7 +229,7 @@ class RIM(nn.Module):
     def __init__(self, cfg: RIMConfig | None = None, **kwargs):
         super().__init__()
         self.config = cfg or RIMConfig(**kwargs)
-        self.cell = PaperCell(self.config) if self.config.arch == "paper" else RIMCell(self.config)
+        self.cell = CELLS.get(self.config.arch, RIMCell)(self.config)
         # inverse softplus so that eps starts at eps_init
         self.phi = nn.Parameter(torch.tensor(math.log(math.expm1(self.config.eps_init))))
 
@@ -163,9 +241,33 @@ class RIM(nn.Module):
         b = x.shape[0]
         return [x.new_zeros(b, *s) for s in self.cell.state_shapes(x.shape[-2], x.shape[-1])]
 
-    def forward(self, x: torch.Tensor, grad: torch.Tensor, state: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """One step: returns the additive update for eta and the next state."""
-        return self.cell(x, grad, state)
+    def forward(self, x: torch.Tensor, grad: torch.Tensor, state: list[torch.Tensor],
+                sigma: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """One step: returns the additive update for eta and the next state. `sigma` (B,), the
+        noise std on the 0..1 scale, is used only by models configured with `sigma_input`."""
+        return self.cell(x, grad, state, sigma if self.config.sigma_input else None)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def count_macs(model: RIM, height: int = 64, width: int = 64) -> int:
+    """Multiply-accumulates of one RIM step (the cell's convolutions) on one height x width image,
+    counted by running it; gates, activations and the operator are left out (a few percent)."""
+    total = 0
+
+    def hook(conv: nn.Conv2d, _inputs: tuple, out: torch.Tensor) -> None:
+        nonlocal total
+        k = conv.kernel_size[0] * conv.kernel_size[1]
+        total += out[0].numel() * (conv.in_channels // conv.groups) * k
+
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)]
+    handles = [m.register_forward_hook(hook) for m in convs]
+    try:
+        x = torch.full((1, model.config.channels, height, width), 0.5)
+        with torch.no_grad():
+            model(x, torch.zeros_like(x), model.init_state(x), torch.zeros(1))
+    finally:
+        for h in handles:
+            h.remove()
+    return total

@@ -2,6 +2,8 @@
 
 Search order for the weights folder: `$RIM_WEIGHTS`, the copy installed inside the package
 (`rimcli/weights`, put there by the wheel build), then the source checkout's `weights/`.
+The user's own models (`rim export`'s default target) live in a second folder of the same form,
+`user_models_dir()`; names are looked up in the bundled folder first, then there.
 """
 
 from __future__ import annotations
@@ -31,6 +33,24 @@ def weights_dir() -> Path:
         if (cand / MANIFEST).is_file():
             return cand
     return here / "weights"
+
+
+def user_models_dir() -> Path:
+    """`$RIM_USER_MODELS`, else `models/` in the user data folder (platformdirs): writable in
+    any install, unlike the package's own folder (site-packages)."""
+    env = os.environ.get("RIM_USER_MODELS")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("rimcli")) / "models"
+
+
+def model_folders() -> list[Path]:
+    """Where model names are looked up, in order: the bundled folder, then the user's."""
+    folders = [weights_dir()]
+    user = user_models_dir()
+    return folders if user.resolve() == folders[0].resolve() else [*folders, user]
 
 
 @dataclass
@@ -114,16 +134,52 @@ def load_file(path: Path, expected_sha256: str | None = None) -> RIM:
     return model.eval()
 
 
+def file_metadata(path: Path) -> dict[str, Any]:
+    """JSON metadata saved with a .safetensors file (config, default_steps, tasks, training, ...)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    out: dict[str, Any] = {}
+    for k, v in meta.items():
+        try:
+            out[k] = json.loads(v)
+        except ValueError:
+            out[k] = v
+    return out
+
+
+def entry_from_file(path: Path, model: RIM) -> ModelEntry | None:
+    """The entry a self-describing file (written by `rim export`) carries, so that a path behaves
+    like the bundled name; None for a file that records no default steps and tasks."""
+    meta = file_metadata(path)
+    steps, tasks = meta.get("default_steps"), meta.get("tasks")
+    if not isinstance(steps, int) or not isinstance(tasks, list):
+        return None
+    training = meta.get("training")
+    return ModelEntry(name=str(meta.get("name") or path.stem), file=path.name, sha256=sha256(path), tasks=tasks,
+                      channels=model.config.channels, config=model.config.to_dict(), default_steps=steps,
+                      description=str(meta.get("description", "")), training=training if isinstance(training, dict) else {})
+
+
 def resolve(name_or_path: str) -> tuple[RIM, ModelEntry | None]:
     """A bundled model by manifest name, or any .safetensors file by path."""
     p = Path(name_or_path)
     if p.suffix == ".safetensors":  # a path: a missing file is reported by name, not as an unknown model
-        return load_file(p), None
-    entries = read_manifest()
-    if name_or_path not in entries:
-        raise WeightsError(f"unknown model {name_or_path!r}; bundled models: {', '.join(sorted(entries)) or 'none'}")
-    entry = entries[name_or_path]
-    return load_file(weights_dir() / entry.file, entry.sha256), entry
+        model = load_file(p)
+        return model, entry_from_file(p, model)
+    bundled, *others = model_folders()
+    known: list[list[str]] = []
+    for folder in (bundled, *others):
+        if folder is not bundled and not (folder / MANIFEST).is_file():
+            continue  # the user folder exists only once something was exported there
+        entries = read_manifest(folder)
+        if name_or_path in entries:
+            entry = entries[name_or_path]
+            return load_file(folder / entry.file, entry.sha256), entry
+        known.append(sorted(entries))
+    yours = f"; your models: {', '.join(known[1])}" if len(known) > 1 and known[1] else ""
+    raise WeightsError(f"unknown model {name_or_path!r}; bundled models: {', '.join(known[0]) or 'none'}{yours}")
 
 
 def default_model(task: str, channels: int) -> str:

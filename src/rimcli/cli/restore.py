@@ -7,6 +7,7 @@ Exit codes: 0 all good, 2 bad usage or every input failed, 1 some inputs of a ba
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import inspect
@@ -206,13 +207,16 @@ def cs(
 def models(
     json_path: Annotated[Path | None, _opt("--json", help="Also write the list as JSON to PATH ('-': stdout only).")] = None,
 ) -> None:
-    """List the bundled models with their measured metrics."""
-    from ..weights import read_manifest, weights_dir
+    """List the bundled models, then your own (from `rim export`), with their measured metrics."""
+    from ..weights import MANIFEST, read_manifest, user_models_dir, weights_dir
 
-    folder = weights_dir()
-    rows = [_model_info(entry, folder) for entry in read_manifest(folder).values()]
+    folder, user = weights_dir(), user_models_dir()
+    rows = [{**_model_info(entry, folder), "source": "bundled"} for entry in read_manifest(folder).values()]
+    if user.resolve() != folder.resolve() and (user / MANIFEST).is_file():
+        rows += [{**_model_info(e, user), "source": "user"} for e in read_manifest(user).values() if e.name not in
+                 {r["name"] for r in rows}]  # a bundled name wins, as in lookups
     if json_path is not None:
-        text = json.dumps({"weights_dir": str(folder), "models": rows}, indent=2) + "\n"
+        text = json.dumps({"weights_dir": str(folder), "user_models_dir": str(user), "models": rows}, indent=2) + "\n"
         if str(json_path) == "-":
             print(text, end="")
             return
@@ -263,13 +267,17 @@ def _images_in(folder: Path, recursive: bool, skip: list[Path]) -> list[Path]:
 
 def _collect(inputs: list[Path], recursive: bool, skip: list[Path]) -> list[Job]:
     jobs: list[Job] = []
+    skip = [s.resolve() for s in skip]
     for item in inputs:
         if not item.is_dir():
             jobs.append(Job(item, Path(item.name)))  # a missing file fails later, on its own
             continue
-        found = _images_in(item, recursive, [s.resolve() for s in skip])
+        found = _images_in(item, recursive, skip)
         if not found:
+            inside = [s for s in skip if item.resolve().is_relative_to(s)]
             hint = "" if recursive else " (use --recursive for subfolders)"
+            if inside:  # e.g. `-o` names the input folder: all its images look like earlier results
+                hint = f" (it is inside the output folder {inside[0]}, whose images are never inputs; choose another --output)"
             jobs.append(Job(item, Path(item.name), error=f"{item}: no images in this folder{hint}"))
         jobs += [Job(f, f.relative_to(item)) for f in found]
     return jobs
@@ -297,9 +305,8 @@ def _plan(c: Common, suffix: str, ext: str) -> list[Job]:
         if len(jobs) != 1 or c.inputs[0].is_dir():
             fail(f"--output {c.output} is a file but there are several inputs; give a folder")
         jobs[0].dst = c.output
-        return jobs
     seen: dict[Path, Path] = {}
-    for job in jobs:
+    for job in [] if file_out else jobs:
         if job.error:
             continue
         job.dst = folder / job.rel.parent / f"{job.rel.stem}{suffix}{_out_ext(job.src, ext)}"
@@ -307,7 +314,28 @@ def _plan(c: Common, suffix: str, ext: str) -> list[Job]:
         if key in seen:
             job.error = f"{job.src}: its output {job.dst} is also the output of {seen[key]}"
         seen.setdefault(key, job.src)
+    _refuse_replacing_inputs(jobs, file_out)
     return jobs
+
+
+def _file_ids(path: Path) -> set[Any]:
+    """What identifies a file: its resolved path and, if it exists, its inode (which also
+    catches hard links and case-insensitive file systems)."""
+    ids: set[Any] = {path.resolve()}
+    with contextlib.suppress(OSError):
+        st = path.stat()
+        ids.add((st.st_dev, st.st_ino))
+    return ids
+
+
+def _refuse_replacing_inputs(jobs: list[Job], file_out: bool) -> None:
+    """An output that is an input would destroy it (--overwrite or not): a usage error."""
+    inputs = set().union(*(_file_ids(j.src) for j in jobs if not j.error))
+    for job in jobs:
+        if job.dst is None or job.error or not _file_ids(job.dst) & inputs:
+            continue
+        which = "its own input" if _file_ids(job.dst) & _file_ids(job.src) else "another input"
+        fail(f"{job.src}: output {job.dst} would replace {which}; choose another --output{'' if file_out else ' or --suffix'}")
 
 
 def _check_writable(target: Path, what: str) -> None:
@@ -381,8 +409,8 @@ def _out_folder(c: Common, jobs: list[Job]) -> Path | None:
 
 def _process(job: Job, problem: Problem, options: Options, c: Common, reference: Path | None, progress: _Progress) -> dict:
     """Restore one file; any expected failure becomes the record's `error` (and one stderr line)."""
-    from ..api import evaluate, run
-    from ..io import read_image, write_image
+    from ..api import check_reference, evaluate, output_shape, run
+    from ..io import check_encodable, read_image, write_image
 
     rec: dict[str, Any] = {"input": str(job.src), "output": None, "error": None}
     t0 = time.perf_counter()
@@ -394,15 +422,22 @@ def _process(job: Job, problem: Problem, options: Options, c: Common, reference:
             raise CLIError(f"{job.src}: output {job.dst} exists (use --overwrite to replace it)")
         pic = read_image(job.src)
         rec.update(size=list(pic.size), channels=pic.channels, bit_depth=pic.bits, alpha=pic.alpha is not None)
+        # all that would fail after the work is checked before it: a failure then costs nothing
+        check_encodable(job.dst, pic.array)  # the result has the input's bit depth and alpha
         ref = _reference_for(job, reference)
+        if ref is not None:
+            check_reference(ref, output_shape(pic.array, problem))
+        steps_dir = _steps_dir(c.save_steps, job) if c.save_steps is not None else None
+        if steps_dir is not None and not c.overwrite and steps_dir.is_dir() and any(steps_dir.iterdir()):
+            raise CLIError(f"{job.src}: --save-steps folder {steps_dir} is not empty (use --overwrite to replace its files)")
         outcome = run(pic.array, problem, c.model, dataclasses.replace(options, on_tile=progress.on_tile))
         if outcome.sigma_estimated and not c.quiet:
             _say(f"{job.src}: estimated noise sigma {outcome.sigma:.2f} (0..255 scale)")
         metrics = evaluate(outcome, ref)
         write_image(job.dst, outcome.image, icc=pic.icc, overwrite=c.overwrite)
         rec.update(_outcome_fields(outcome, metrics, job.dst))
-        if c.save_steps is not None:
-            rec["steps_dir"] = str(_save_steps(c.save_steps, job, outcome, metrics, c.overwrite))
+        if steps_dir is not None:
+            rec["steps_dir"] = str(_save_steps(steps_dir, job, outcome, metrics, c.overwrite))
     except _FILE_ERRORS as e:
         rec["error"] = _one_line(e, job.src)
         _say(f"error: {rec['error']}")
@@ -443,13 +478,16 @@ def _reference_for(job: Job, reference: Path | None) -> Any:
     return read_image(path).data
 
 
-def _save_steps(root: Path, job: Job, outcome: Outcome, metrics: dict | None, overwrite: bool) -> Path:
+def _steps_dir(root: Path, job: Job) -> Path:
+    return root / job.rel.parent / job.rel.stem
+
+
+def _save_steps(folder: Path, job: Job, outcome: Outcome, metrics: dict | None, overwrite: bool) -> Path:
     """DIR/<name>/step_XX.png (step 0 = the degraded input), steps.gif and psnr_vs_step.png."""
     import numpy as np
 
     from ..io import encode_gif, encode_psnr_plot, from_float, write_bytes, write_image
 
-    folder = root / job.rel.parent / job.rel.stem
     frames = [outcome.start, *(outcome.steps or [])]
     dtype = outcome.dtype if outcome.dtype in (np.uint8, np.uint16) else np.uint8
     for t, frame in enumerate(frames):
@@ -618,7 +656,12 @@ def _models_table(rows: list[dict], folder: Path) -> None:
     if not rows:
         console.print(f"no bundled models in {folder} (set RIM_WEIGHTS to a weights folder)", markup=False)
         return
-    table = Table(title=f"models in {folder}", title_justify="left")
+    title = f"models in {folder}"
+    if any(r.get("source") == "user" for r in rows):
+        from ..weights import user_models_dir
+
+        title += f" and (yours, marked *) {user_models_dir()}"
+    table = Table(title=title, title_justify="left")
     for name in ("name", "tasks", "ch", "params", "steps", "size", "metrics"):
         numeric = name in ("ch", "params", "steps", "size")
         table.add_column(name, justify="right" if numeric else "left", no_wrap=name != "metrics", overflow="fold")
@@ -626,5 +669,6 @@ def _models_table(rows: list[dict], folder: Path) -> None:
         size = f"{r['file_size'] / 1e6:.2f} MB" if r["file_size"] is not None else "[red]missing[/red]"
         params = f"{r['params']:,}" if r["params"] is not None else "?"
         metrics = _metrics_text(r["metrics"])
-        table.add_row(r["name"], ",".join(r["tasks"]), str(r["channels"]), params, str(r["default_steps"]), size, metrics)
+        name = r["name"] + (" *" if r.get("source") == "user" else "")
+        table.add_row(name, ",".join(r["tasks"]), str(r["channels"]), params, str(r["default_steps"]), size, metrics)
     out.print(table)

@@ -70,8 +70,11 @@ def train(
     loss_weights: str | None = typer.Option(None, help="equal (the paper) or increasing weights over steps."),
     lr: float | None = typer.Option(None, help="Adam learning rate."),
     schedule: str | None = typer.Option(None, help="cosine or constant (after a linear warm-up)."),
-    arch: str | None = typer.Option(None, help="rim (default), gdn or ffn (the paper's ablations), paper."),
+    arch: str | None = typer.Option(None, help="rim (default), msrim (multi-scale), gdn or ffn (the paper's ablations), paper."),
     hidden: int | None = typer.Option(None, help="Feature width of the RIM cell."),
+    sigma_input: bool | None = typer.Option(None, help="Give the cell the noise level as an input map."),
+    low_sigma: float | None = typer.Option(None, help="Fraction of samples with noise std in 0..5 gray levels."),
+    channels_last: bool | None = typer.Option(None, help="NHWC activations (faster on CPU, esp. with --amp bf16)."),
     sigma_range: str | None = typer.Option(None, help="Noise std range LO:HI in gray levels (0..255), e.g. 0:75."),
     scales: str | None = typer.Option(None, help="Super-resolution scales, e.g. 2,3,4."),
     ensembles: str | None = typer.Option(None, help="Projection ensembles, e.g. gaussian,binary,fourier."),
@@ -99,6 +102,7 @@ def train(
         "task": task, "channels": channels, "data": str(data) if data else None, "val": str(val) if val else None,
         "val_split": val_split, "out": str(out) if out else None, "patch": patch, "batch": batch, "iters": iters,
         "steps": steps, "loss_weights": loss_weights, "lr": lr, "schedule": schedule, "arch": arch, "hidden": hidden,
+        "sigma_input": sigma_input, "low_sigma": low_sigma, "channels_last": channels_last,
         "sigma_range": _range(sigma_range, "--sigma-range"), "scales": _list(scales, int),
         "ensembles": _list(ensembles, str), "ratios": _list(ratios, float), "blur_range": _range(blur_range, "--blur-range"),
         "device": device, "amp": amp, "seed": seed, "val_every": val_every, "grad_checkpoint": grad_checkpoint,
@@ -146,7 +150,8 @@ def export(
     run: Path = typer.Argument(..., help="A run folder written by `rim train`."),
     name: str = typer.Option(..., "--name", "-n", help="Model name in the manifest, e.g. rim-gray-denoise."),
     checkpoint: str = typer.Option("best", help="best or last."),
-    weights_dir: Path | None = typer.Option(None, help="Weights folder (default: the bundled one)."),
+    weights_dir: Path | None = typer.Option(None, help="Weights folder (default: your models folder, listed by `rim models`; "
+                                                      "the repo's weights/ to bundle a model)."),
     default_steps: int | None = typer.Option(None, help="Default inference steps (default: the training horizon)."),
     tasks: str | None = typer.Option(None, help="Tasks it serves (default: those it was trained on)."),
     description: str = typer.Option("", help="One line for `rim models`."),
@@ -156,4 +161,8 @@ def export(
 
     entry = export_run(run, name, checkpoint=checkpoint, weights_dir=weights_dir, default_steps=default_steps,
                        tasks=_list(tasks, str), description=description)
-    console.print(f"wrote {entry.file} (sha256 {entry.sha256[:12]}...) and its manifest entry")
+    from ..weights import user_models_dir
+
+    folder = weights_dir or user_models_dir()
+    console.print(f"wrote {folder / entry.file} (sha256 {entry.sha256[:12]}...) and its manifest entry; "
+                  f"use it as -n {entry.name}", markup=False)
