@@ -30,9 +30,9 @@ from .runtime import tune_allocator
 
 TASKS = ("denoise", "superres", "cs", "deblur")
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
-#: noise std ranges in gray levels (0..255 scale) when the config leaves them unset
 #: upper end (gray levels) of the low-noise band that `low_sigma` oversamples
 LOW_SIGMA = 5.0
+#: noise std ranges in gray levels (0..255 scale) when the config leaves them unset
 DEFAULT_SIGMA = {"denoise": (0.0, 75.0), "superres": (0.0, 2.0), "cs": (0.0, 50.0), "deblur": (0.0, 25.0)}
 
 

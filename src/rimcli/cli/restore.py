@@ -208,15 +208,16 @@ def models(
     json_path: Annotated[Path | None, _opt("--json", help="Also write the list as JSON to PATH ('-': stdout only).")] = None,
 ) -> None:
     """List the bundled models, then your own (from `rim export`), with their measured metrics."""
-    from ..weights import MANIFEST, read_manifest, user_models_dir, weights_dir
+    from ..weights import MANIFEST, model_folders, read_manifest, user_models_dir
 
-    folder, user = weights_dir(), user_models_dir()
+    folder, *user_folders = model_folders()  # the lookup order: a bundled name wins
     rows = [{**_model_info(entry, folder), "source": "bundled"} for entry in read_manifest(folder).values()]
-    if user.resolve() != folder.resolve() and (user / MANIFEST).is_file():
-        rows += [{**_model_info(e, user), "source": "user"} for e in read_manifest(user).values() if e.name not in
-                 {r["name"] for r in rows}]  # a bundled name wins, as in lookups
+    for extra in (f for f in user_folders if (f / MANIFEST).is_file()):
+        rows += [{**_model_info(e, extra), "source": "user"} for e in read_manifest(extra).values()
+                 if e.name not in {r["name"] for r in rows}]
     if json_path is not None:
-        text = json.dumps({"weights_dir": str(folder), "user_models_dir": str(user), "models": rows}, indent=2) + "\n"
+        text = json.dumps({"weights_dir": str(folder), "user_models_dir": str(user_models_dir()), "models": rows},
+                          indent=2) + "\n"
         if str(json_path) == "-":
             print(text, end="")
             return
