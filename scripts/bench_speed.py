@@ -33,6 +33,7 @@ import torch.nn as nn
 from rimcli import baselines
 from rimcli.benchmark import add_noise, machine_info
 from rimcli.inference import resolve_device, restore
+from rimcli.model import count_macs
 from rimcli.operators import Denoise
 from rimcli.weights import default_model, resolve
 
@@ -101,7 +102,8 @@ def cpu_table(args: argparse.Namespace) -> list[dict]:
         steps = args.steps or (entry.default_steps if entry else 10)
         sec = median_seconds(lambda m=model, y=y, s=steps: restore(y, Denoise(), SIGMA / 255, m, s, device="cpu"),
                              args.repeats, dev)
-        rows.append({"image": kind, "method": "RIM, default steps", "seconds": sec,
+        gflop = 2 * count_macs(model, *clean.shape[:2]) * steps / 1e9
+        rows.append({"image": kind, "method": "RIM, default steps", "seconds": sec, "gflop": gflop,
                      "detail": f"{name}: T={steps}, {model.num_parameters():,} params"})
         for b in args.baselines:
             f = baselines.denoiser(b)
@@ -111,7 +113,10 @@ def cpu_table(args: argparse.Namespace) -> list[dict]:
         net = dncnn(channels)
         with torch.no_grad():
             sec = median_seconds(lambda n=net, y=y: n(y), args.repeats, dev)
-        rows.append({"image": kind, "method": "DnCNN-sized conv net (yardstick)", "seconds": sec,
+        gflop = 2 * clean.shape[0] * clean.shape[1] * sum(
+            m.in_channels * m.out_channels * m.kernel_size[0] * m.kernel_size[1] for m in net.modules()
+            if isinstance(m, nn.Conv2d)) / 1e9
+        rows.append({"image": kind, "method": "DnCNN-sized conv net (yardstick)", "seconds": sec, "gflop": gflop,
                      "detail": f"17 conv layers x 64 ch, one pass, {sum(p.numel() for p in net.parameters()):,} params"})
         for r in rows:
             r.setdefault("shape", list(clean.shape))
@@ -150,15 +155,18 @@ def markdown(cpu: list[dict], gpu: list[dict], info: dict, args: argparse.Namesp
     lines = [f"Seconds per {shape[1]}x{shape[0]} image (sigma {SIGMA:g}), median of {args.repeats} after a warm-up; "
              f"{info['cpu']}, {info['cpu_count']} logical CPUs, {info['torch_threads']} torch threads, "
              f"torch {info['torch']}{load}; {info['date']}.",
-             "", "| method | gray s/image | RGB s/image | details |", "| --- | --- | --- | --- |"]
+             "GFLOP/s counts the networks' convolutions (2 FLOPs per MAC) over the measured time.",
+             "", "| method | gray s/image | RGB s/image | GFLOP/s gray / RGB | details |", "| --- | --- | --- | --- | --- |"]
     secs = {(r["image"], r["method"]): r["seconds"] for r in cpu}
+    rate = {(r["image"], r["method"]): r["gflop"] / r["seconds"] for r in cpu if "gflop" in r}
     details: dict[str, list[str]] = {}
     for r in cpu:
         details.setdefault(r["method"], [])
         if r["detail"] not in details[r["method"]]:
             details[r["method"]].append(r["detail"])
     for m, d in details.items():
-        lines.append(f"| {m} | {_cell(secs.get(('gray', m)))} | {_cell(secs.get(('RGB', m)))} | {'; '.join(d)} |")
+        flops = " / ".join(_cell(rate.get((im, m))) for im in ("gray", "RGB")) if (("gray", m) in rate) else "-"
+        lines.append(f"| {m} | {_cell(secs.get(('gray', m)))} | {_cell(secs.get(('RGB', m)))} | {flops} | {'; '.join(d)} |")
     if gpu:
         lines += ["", f"GPU throughput ({info.get('gpu', 'CUDA')}), megapixels/s on batches of {args.batch} "
                   f"{args.width}x{args.height} images:", "",

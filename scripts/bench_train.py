@@ -3,8 +3,10 @@
     python scripts/bench_train.py                       # CPU, default model
     python scripts/bench_train.py --device cuda --amp bf16,off --compile both
 
-Prints a markdown table. The data row times crop sampling + corruption alone, to show whether
-the input pipeline could bottleneck the GPU.
+Prints a markdown table with achieved GFLOP/s (`TrainConfig.flops_per_iteration`: the cell's
+convolutions, forward + backward) and each mode's speed-up over the plain fp32 NCHW eager path of
+the same model, timed in the same process. The data row times crop sampling + corruption alone,
+to show whether the input pipeline could bottleneck the GPU.
 """
 
 from __future__ import annotations
@@ -102,15 +104,22 @@ def main() -> None:
     layouts = {"off": [False], "on": [True], "both": [False, True]}[a.channels_last]
     print(f"device {device}, task {a.task}, arch {a.arch}, {a.channels} ch, hidden {a.hidden}, patch {a.patch}, "
           f"batch {a.batch}, T={a.steps}, malloc tuning {'off' if a.no_malloc_tuning else 'on'}")
-    print("| what | amp | compile | channels-last | s/iter (median) | patches/s |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    gflop = cfg.flops_per_iteration() / 1e9
+    print(f"{gflop:.1f} GFLOP per iteration")
+    print("| what | amp | compile | channels-last | s/iter (median) | patches/s | GFLOP/s | x plain fp32 |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     d = time_data(cfg, max(3, a.iters))
-    print(f"| data path only | - | - | - | {d:.4f} | {a.batch / d:.0f} |")
+    print(f"| data path only | - | - | - | {d:.4f} | {a.batch / d:.0f} | - | - |")
+    plain = statistics.median(time_train(cfg, device, "off", False, a.iters, a.warmup, False))
+    print(f"| train step (reference) | off | off | off | {plain:.4f} | {a.batch / plain:.1f} | {gflop / plain:.1f} | 1.00 |")
     for amp in a.amp.split(","):
         for c in compiles:
             for cl in layouts:
+                if (amp, c, cl) == ("off", False, False):
+                    continue  # that is the reference row
                 t = statistics.median(time_train(cfg, device, amp, c, a.iters, a.warmup, cl))
-                print(f"| train step | {amp} | {'on' if c else 'off'} | {'on' if cl else 'off'} | {t:.4f} | {a.batch / t:.1f} |")
+                print(f"| train step | {amp} | {'on' if c else 'off'} | {'on' if cl else 'off'} | {t:.4f} | "
+                      f"{a.batch / t:.1f} | {gflop / t:.1f} | {plain / t:.2f} |")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
 
 Reads each run's config.json and log.jsonl (written by `rim train`). Training time is summed
 from the logged throughput (validation excluded); training FLOPs count the cell's convolutions
-(`model.count_macs`) x 2 FLOPs per MAC x 3 (forward + backward) x T steps x patches seen.
+(`TrainConfig.flops_per_iteration`: MACs x 2 x 3 for forward + backward x T steps x batch).
 `--until S` compares every run at the same training time S (the last validation before it).
 Prints a markdown table; `--png` also draws the two curves.
 """
@@ -24,7 +24,7 @@ def curve(run: Path) -> tuple[TrainConfig, int, list[tuple[int, float, float, fl
     """(config, MACs per patch-step, [(iteration, seconds, TFLOPs, val PSNR)])."""
     cfg = TrainConfig.from_dict(json.loads((run / "config.json").read_text())["config"])
     macs = count_macs(RIM(cfg.model_config()), cfg.patch, cfg.patch)
-    flops_per_iter = 2 * 3 * macs * cfg.steps * cfg.batch
+    flops_per_iter = cfg.flops_per_iteration()
     seconds, last_iter, points = 0.0, 0, []
     for rec in read_log(run):
         if "patches_per_s" in rec:

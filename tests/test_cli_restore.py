@@ -245,11 +245,6 @@ def test_quiet_prints_nothing(work: Path) -> None:
 # --------------------------------------------------------------------------- bad input: one line, exit 2, nothing written
 
 
-def _cmyk(p: Path) -> Path:
-    Image.new("CMYK", (W, H)).save(p / "c.jpg")
-    return p / "c.jpg"
-
-
 def _inf_weights(p: Path) -> Path:
     import torch
 
@@ -273,7 +268,6 @@ def _text(p: Path) -> Path:
     [
         (lambda p: ["denoise", p / "missing.png"], "no such file"),
         (lambda p: ["denoise", _text(p)], "not an image"),
-        (lambda p: ["denoise", _cmyk(p)], "unsupported image mode CMYK"),
         (lambda p: ["denoise", p / "ok.png", "--sigma", "-1"], "sigma must be >= 0"),
         (lambda p: ["denoise", p / "ok.png", "--sigma", "lots"], "--sigma must be a number"),
         (lambda p: ["denoise", p / "ok.png", "--sigma", "inf"], "sigma must be >= 0 and <= 255"),
@@ -332,7 +326,7 @@ def test_existing_output_needs_overwrite(work: Path) -> None:
         (["a.png", "-o", "a.png", "--overwrite"], "would replace its own input"),
         (["in/b.png", "in/c.png", "-o", "in", "--suffix", "", "--overwrite"], "would replace its own input"),
         (["in/b.png", "in/b_denoised.png", "-o", "in", "--overwrite"], "would replace another input"),
-        (["in", "-o", "in", "--suffix", "", "--overwrite"], "inside the output folder"),
+        (["in", "-o", "in", "--suffix", "", "--overwrite"], "is also the --output folder"),
     ],
 )
 def test_output_never_replaces_an_input(work: Path, args: list[str], match: str) -> None:

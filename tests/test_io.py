@@ -120,7 +120,7 @@ def test_bilevel_becomes_gray(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "make, expected",
     [
-        (lambda p: Image.new("CMYK", (8, 8)).save(p / "x.jpg"), "unsupported image mode CMYK"),
+        (lambda p: (p / "x.tif").write_bytes(b"II*\0" + b"\0" * 12), "not a readable image"),
         (lambda p: (p / "x.png").write_text("not an image"), "not an image"),
         (lambda p: Image.new("RGB", (8, 8)).save(p / "x.gif"), "not an image"),
         (lambda p: None, "no such file"),
@@ -202,3 +202,69 @@ def test_gif_and_plot_encoders() -> None:
     assert gray.n_frames == 3
     plot = Image.open(io.BytesIO(rio.encode_psnr_plot([20.0, 22.5, None, float("inf")], "t")))
     assert plot.format == "PNG"
+
+
+# --------------------------------------------------------------------------- CMYK and float TIFF (issue 12, item 8)
+
+
+def test_cmyk_jpeg_and_tiff_become_rgb_with_a_note(tmp_path: Path) -> None:
+    cmyk = Image.new("CMYK", (10, 8), (0, 255, 0, 0))  # full magenta ink
+    cmyk.save(tmp_path / "m.jpg", quality=100)
+    cmyk.save(tmp_path / "m.tif")
+    for name in ("m.jpg", "m.tif"):
+        pic = rio.read_image(tmp_path / name)
+        assert pic.mode == "RGB" and pic.data.dtype == np.uint8 and pic.icc is None
+        assert pic.notes == ["converted from CMYK to RGB"]
+        r, g, b = pic.data.reshape(-1, 3).mean(0)
+        assert r > 240 and g < 15 and b > 240, (name, r, g, b)
+    assert rio.read_image(tmp_path / "m.jpg").notes is not rio.read_image(tmp_path / "m.tif").notes
+    rio.write_image(tmp_path / "rgb.png", rand((8, 8, 3)))
+    assert rio.read_image(tmp_path / "rgb.png").notes == []
+
+
+@pytest.mark.parametrize("shape, photometric", [((20, 24), None), ((20, 24, 3), "rgb"), ((20, 24, 4), "rgb")])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_float_tiff_in_0_1_is_read_as_float32(tmp_path: Path, shape: tuple[int, ...], photometric: str | None,
+                                              dtype: type) -> None:
+    arr = RNG.random(shape).astype(dtype)
+    extra = {"extrasamples": ["unassalpha"]} if shape[-1] == 4 else {}
+    tifffile.imwrite(tmp_path / "f.tif", arr, photometric=photometric, **extra)
+    pic = rio.read_image(tmp_path / "f.tif")
+    assert pic.data.dtype == np.float32 and pic.bits == 32
+    np.testing.assert_array_equal(pic.array, arr.astype(np.float32))
+
+
+def test_float_tiff_min_is_white(tmp_path: Path) -> None:
+    arr = RNG.random((6, 7)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "w.tif", arr, photometric="miniswhite")
+    np.testing.assert_allclose(rio.read_image(tmp_path / "w.tif").data, 1 - arr)
+
+
+@pytest.mark.parametrize("values, match", [([0.0, 2.0], r"values in \[0, 1\], found \[0, 2\]"),
+                                           ([-0.5, 0.5], r"found \[-0.5, 0.5\]"), ([0.0, np.nan], "inf or NaN")])
+def test_float_tiff_outside_0_1_is_refused(tmp_path: Path, values: list[float], match: str) -> None:
+    tifffile.imwrite(tmp_path / "f.tif", np.array([values] * 4, np.float32))
+    with pytest.raises(rio.ImageError, match=match) as err:
+        rio.read_image(tmp_path / "f.tif")
+    assert "\n" not in str(err.value)
+
+
+def test_float_tiff_through_pillow(tmp_path: Path) -> None:
+    """Pillow's 32-bit float mode 'F' (used when tifffile cannot decode a compression)."""
+    arr = RNG.random((6, 7)).astype(np.float32)
+    Image.fromarray(arr, mode="F").save(tmp_path / "f.tif")
+    np.testing.assert_array_equal(rio._read_pillow(tmp_path / "f.tif", b"", [])[0], arr)
+
+
+def test_float_images_are_written_as_tiff_only_and_clipped(tmp_path: Path) -> None:
+    arr = np.array([[-0.1, 0.25], [0.5, 1.2]], np.float32)
+    rio.write_image(tmp_path / "f.tif", arr)
+    np.testing.assert_array_equal(rio.read_image(tmp_path / "f.tif").data, np.clip(arr, 0, 1))
+    with pytest.raises(rio.ImageError, match="float images can only be written as TIFF"):
+        rio.write_image(tmp_path / "f.png", arr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.tif"]
+
+
+def test_other_image_extensions_name_files() -> None:
+    assert rio.looks_like_image_file(Path("result.gif")) and rio.looks_like_image_file(Path("x.PNG"))
+    assert not rio.looks_like_image_file(Path("results")) and not rio.looks_like_image_file(Path("v1.0"))

@@ -218,3 +218,34 @@ def test_mac_count_matches_the_layers_by_hand() -> None:
     # the multi-scale cell spends about the same per pixel at each of its three resolutions
     ms = count_macs(RIM(RIMConfig(hidden=f, arch="msrim")), 16, 16) / 256
     assert 0.5 < ms / count_macs(RIM(RIMConfig(hidden=f)), 16, 16) * 256 < 8
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_a_colour_model_starts_a_gray_one_that_computes_the_same_on_gray_images(arch: str) -> None:
+    """transfer_weights folds R, G, B: on a gray image (R=G=B) the gray model's first update is the
+    colour model's update averaged over channels, and the reverse transfer replicates it."""
+    from rimcli.model import transfer_weights
+
+    torch.manual_seed(0)
+    sig = arch != "gdn"
+    colour = RIM(RIMConfig(channels=3, hidden=8, arch=arch, sigma_input=sig))
+    gray = RIM(RIMConfig(channels=1, hidden=8, arch=arch, sigma_input=sig))
+    transfer_weights(colour, gray)
+    x, g = torch.rand(2, 1, 20, 24), torch.randn(2, 1, 20, 24)
+    sigma = torch.tensor([0.05, 0.2]) if sig else None
+    with torch.no_grad():
+        d3, _ = colour(x.repeat(1, 3, 1, 1), g.repeat(1, 3, 1, 1), colour.init_state(x.repeat(1, 3, 1, 1)), sigma)
+        d1, _ = gray(x, g, gray.init_state(x), sigma)
+        torch.testing.assert_close(d1, d3.mean(1, keepdim=True), rtol=1e-4, atol=1e-5)
+        back = RIM(RIMConfig(channels=3, hidden=8, arch=arch, sigma_input=sig))
+        transfer_weights(gray, back)
+        d, _ = back(x.repeat(1, 3, 1, 1), g.repeat(1, 3, 1, 1), back.init_state(x.repeat(1, 3, 1, 1)), sigma)
+        torch.testing.assert_close(d, d1.repeat(1, 3, 1, 1), rtol=1e-4, atol=1e-5)
+    assert torch.equal(gray.phi, colour.phi)
+
+
+def test_transfer_refuses_a_different_cell() -> None:
+    from rimcli.model import transfer_weights
+
+    with pytest.raises(ValueError, match="hidden 16"):
+        transfer_weights(RIM(RIMConfig(hidden=8)), RIM(RIMConfig(hidden=16)))

@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from rimcli.model import RIMConfig
 from rimcli.training import TrainConfig, TrainError, read_log, train
 
 
@@ -227,3 +228,25 @@ def test_channels_last_training_matches_the_plain_layout(data_dir: Path, tmp_pat
         finals.append(torch.load(run / "last.pt", weights_only=True)["model"])
     for k, v in finals[0].items():
         torch.testing.assert_close(finals[1][k], v, rtol=1e-3, atol=1e-4)
+
+
+def test_init_from_starts_a_run_from_other_weights(data_dir: Path, tmp_path: Path) -> None:
+    """--init-from: a gray run's checkpoint starts a colour run (weights folded by transfer_weights);
+    a different width is one clear error."""
+    from rimcli.model import RIM, transfer_weights
+    from rimcli.weights import sha256
+
+    src = train(_cfg(data_dir, tmp_path / "src", iters=4, val_every=4))
+    run = train(_cfg(data_dir, tmp_path / "ft", channels=3, iters=1, lr=1e-12, warmup=1, val_every=1,
+                     init_from=str(src / "last.pt")))
+    gray = RIM(RIMConfig(channels=1, hidden=8))
+    gray.load_state_dict(torch.load(src / "last.pt", weights_only=True)["model"])
+    expect = RIM(RIMConfig(channels=3, hidden=8))
+    transfer_weights(gray, expect)
+    ck = torch.load(run / "last.pt", weights_only=True)
+    assert ck["meta"]["init_from_sha256"] == sha256(src / "last.pt")  # which weights, not just a path
+    got = ck["model"]
+    for k, v in expect.state_dict().items():
+        torch.testing.assert_close(got[k], v, rtol=0, atol=1e-8)
+    with pytest.raises(TrainError, match="init-from"):
+        train(_cfg(data_dir, tmp_path / "bad", hidden=16, init_from=str(src / "last.pt")))

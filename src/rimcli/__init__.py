@@ -36,6 +36,8 @@ _LAZY = {
     # metrics
     "psnr": "metrics",
     "ssim": "metrics",
+    # errors: the base of every error about the caller's input, files or settings
+    "RimError": "errors",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
+from .errors import InputError, RestoreError
 from .io import from_float, to_float
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ def load_model(
 
     if name_or_path is None:
         if task is None:
-            raise ValueError("load_model needs a model name or path, or a task")
+            raise InputError("load_model needs a model name or path, or a task")
         name_or_path = default_model(task, channels or 1)
     name = str(name_or_path)
     if name.endswith(".safetensors") and not Path(name).is_file():
@@ -138,33 +139,33 @@ class Problem:
     simulate: bool = False
 
     def check(self) -> None:
-        """Raise ValueError on a bad parameter, before any work is done."""
+        """Raise `InputError` (a ValueError) on a bad parameter, before any work is done."""
         if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r}; choose from {', '.join(TASKS)}")
+            raise InputError(f"unknown task {self.task!r}; choose from {', '.join(TASKS)}")
         self._check_sigma()
         if self.task == "superres" and self.scale not in SCALES:
-            raise ValueError(f"unsupported scale {self.scale}; choose 2, 3 or 4")
+            raise InputError(f"unsupported scale {self.scale}; choose 2, 3 or 4")
         if self.task == "deblur":
             if (self.kernel is None) == (self.blur_sigma is None):
-                raise ValueError("deblur needs exactly one of a kernel (--kernel) or a Gaussian blur sigma (--blur-sigma)")
+                raise InputError("deblur needs exactly one of a kernel (--kernel) or a Gaussian blur sigma (--blur-sigma)")
             if self.blur_sigma is not None and not 0 < self.blur_sigma <= MAX_BLUR_SIGMA:
-                raise ValueError(f"blur sigma must be > 0 and <= {MAX_BLUR_SIGMA:g} pixels, got {self.blur_sigma}")
+                raise InputError(f"blur sigma must be > 0 and <= {MAX_BLUR_SIGMA:g} pixels, got {self.blur_sigma}")
         if self.task == "cs":
             if self.ensemble not in ENSEMBLES:
-                raise ValueError(f"unknown ensemble {self.ensemble!r}; choose from {', '.join(ENSEMBLES)}")
+                raise InputError(f"unknown ensemble {self.ensemble!r}; choose from {', '.join(ENSEMBLES)}")
             if not 0 < self.ratio <= 1:
-                raise ValueError(f"ratio must be in (0, 1], got {self.ratio}")
+                raise InputError(f"ratio must be in (0, 1], got {self.ratio}")
 
     def _check_sigma(self) -> None:
         if isinstance(self.sigma, str):
             if self.sigma != "auto":
-                raise ValueError(f"sigma must be a number >= 0 or 'auto', got {self.sigma!r}")
+                raise InputError(f"sigma must be a number >= 0 or 'auto', got {self.sigma!r}")
             if self.task != "denoise":
-                raise ValueError("sigma 'auto' is only available for denoising")
+                raise InputError("sigma 'auto' is only available for denoising")
             if self.simulate:
-                raise ValueError("sigma 'auto' cannot be combined with a simulation (give the sigma to simulate)")
+                raise InputError("sigma 'auto' cannot be combined with a simulation (give the sigma to simulate)")
         elif self.sigma is not None and not 0 <= float(self.sigma) <= MAX_SIGMA:  # also refuses inf and NaN
-            raise ValueError(f"sigma must be >= 0 and <= {MAX_SIGMA:g} (a std in 8-bit gray levels), got {self.sigma}")
+            raise InputError(f"sigma must be >= 0 and <= {MAX_SIGMA:g} (a std in 8-bit gray levels), got {self.sigma}")
 
     @property
     def simulated(self) -> bool:
@@ -211,11 +212,11 @@ class Options:
 
     def check(self) -> None:
         if self.steps is not None and self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
+            raise InputError(f"steps must be >= 1, got {self.steps}")
         if self.tile is not None and self.tile < 0:
-            raise ValueError(f"tile must be >= 0 (0 = whole image), got {self.tile}")
+            raise InputError(f"tile must be >= 0 (0 = whole image), got {self.tile}")
         if self.tile_overlap is not None and self.tile_overlap < 0:
-            raise ValueError(f"tile overlap must be >= 0, got {self.tile_overlap}")
+            raise InputError(f"tile overlap must be >= 0, got {self.tile_overlap}")
 
 
 @dataclass
@@ -234,6 +235,14 @@ class Outcome:
     n_steps: int
     tile: int
     dtype: np.dtype
+
+    @property
+    def degraded(self) -> np.ndarray:
+        """`start` (the corrupted input at the output's size) as an image like `image`: same
+        dtype and layout, with the result's alpha; for comparing by eye with the result."""
+        img = self.image
+        alpha = img[..., -1] if img.ndim == 3 and img.shape[2] in (2, 4) else None
+        return _assemble(self.start, alpha, img)
 
 
 # --------------------------------------------------------------------------- the pipeline
@@ -256,7 +265,7 @@ def run(img: np.ndarray, problem: Problem, model: ModelLike = None, options: Opt
     start = _numpy(y if problem.task == "deblur" else op.init(y))  # before restore moves op to the device
     final, every, tile = _reconstruct(y, op, sigma, loaded, n_steps, options)
     if not all(np.isfinite(a).all() for a in (final, *(every or []))):  # would save as black, silently
-        raise RuntimeError("the restoration produced inf or NaN values (try full precision, or another model)")
+        raise RestoreError("the restoration produced inf or NaN values (try full precision, or another model)")
     crop = (slice(0, out_h), slice(0, out_w))  # undoes the cs padding; a no-op otherwise
     restored = final[crop]
     alpha = _alpha_out(problem, alpha, (out_h, out_w))
@@ -279,17 +288,17 @@ def run(img: np.ndarray, problem: Problem, model: ModelLike = None, options: Opt
 def _as_array(img: np.ndarray) -> np.ndarray:
     a = np.asarray(img)
     if a.dtype not in (np.uint8, np.uint16) and a.dtype.kind != "f":
-        raise ValueError(f"unsupported image dtype {a.dtype}; use uint8, uint16 or float in [0, 1]")
+        raise InputError(f"unsupported image dtype {a.dtype}; use uint8, uint16 or float in [0, 1]")
     if not (a.ndim == 2 or (a.ndim == 3 and 1 <= a.shape[2] <= 4)):
-        raise ValueError(f"expected an HxW or HxWxC image with C = 1..4, got shape {a.shape}")
+        raise InputError(f"expected an HxW or HxWxC image with C = 1..4, got shape {a.shape}")
     if a.size == 0:
-        raise ValueError("empty image")
+        raise InputError("empty image")
     if a.dtype.kind == "f":  # floats are taken as [0, 1]: 0..255 data would restore to garbage
         if not np.isfinite(a).all():
-            raise ValueError("float image has inf or NaN pixels")
+            raise InputError("float image has inf or NaN pixels")
         lo, hi = float(a.min()), float(a.max())
         if lo < 0 or hi > 1:
-            raise ValueError(f"float images must be in [0, 1], got values in [{lo:g}, {hi:g}] (scale 0..255 data by 1/255)")
+            raise InputError(f"float images must be in [0, 1], got values in [{lo:g}, {hi:g}] (scale 0..255 data by 1/255)")
     return a
 
 
@@ -330,7 +339,7 @@ def _measure(problem: Problem, op: LinearOperator, x: np.ndarray, sigma: float) 
         s = problem.scale
         truth = source = x[: x.shape[0] - x.shape[0] % s, : x.shape[1] - x.shape[1] % s]
         if truth.size == 0:
-            raise ValueError(f"image is smaller than the scale {s}")
+            raise InputError(f"image is smaller than the scale {s}")
     if problem.task == "cs":  # whole 32x32 blocks; reflected so the padding looks like image
         p = op.patch
         source = np.pad(x, ((0, -x.shape[0] % p), (0, -x.shape[1] % p), (0, 0)), mode="symmetric")
@@ -360,6 +369,8 @@ def auto_tile(batch: int, height: int, width: int, hidden: int) -> int:
 def _reconstruct(
     y: torch.Tensor, op: LinearOperator, sigma: float, loaded: LoadedModel, steps: int, options: Options
 ) -> tuple[np.ndarray, list[np.ndarray] | None, int]:
+    import torch
+
     from .inference import restore
 
     batch, merge = _adapt(y, loaded.channels)
@@ -367,19 +378,23 @@ def _reconstruct(
     if tile is None:
         h, w = op.x_shape(batch.shape)[-2:]
         tile = auto_tile(batch.shape[0], h, w, loaded.net.config.hidden)
-    res = restore(
-        batch,
-        op,
-        sigma / 255.0,
-        loaded.net,
-        steps,
-        return_steps=options.return_steps,
-        tile=tile,
-        tile_overlap=options.tile_overlap,
-        device=options.device,
-        precision=options.precision,
-        on_tile=options.on_tile,
-    )
+    try:
+        res = restore(
+            batch,
+            op,
+            sigma / 255.0,
+            loaded.net,
+            steps,
+            return_steps=options.return_steps,
+            tile=tile,
+            tile_overlap=options.tile_overlap,
+            device=options.device,
+            precision=options.precision,
+            on_tile=options.on_tile,
+        )
+    except (torch.cuda.OutOfMemoryError, MemoryError):  # too big an image or tile for this machine
+        where = f"tiles of {tile} px" if tile else "the whole image at once"
+        raise RestoreError(f"out of memory restoring {where}; use a smaller --tile (tile=)") from None
     every = [_numpy(merge(s)) for s in res.steps] if res.steps is not None else None
     return _numpy(merge(res.image)), every, tile
 
@@ -443,12 +458,12 @@ def output_shape(img: np.ndarray, problem: Problem) -> tuple[int, int, int]:
 
 
 def check_reference(reference: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """The reference's colour channels as float HxWxC, or ValueError unless they have `shape`
+    """The reference's colour channels as float HxWxC, or `InputError` unless they have `shape`
     (call it with `output_shape` before restoring, so a mismatch costs no work)."""
     truth = to_float(_split_channels(_as_array(reference))[0])
     if truth.shape != tuple(shape):
         (h, w, c), (rh, rw, rc) = shape, truth.shape
-        raise ValueError(f"reference is {rw}x{rh} with {rc} channel(s); the result is {w}x{h} with {c}")
+        raise InputError(f"reference is {rw}x{rh} with {rc} channel(s); the result is {w}x{h} with {c}")
     return truth
 
 
@@ -480,12 +495,24 @@ def evaluate(outcome: Outcome, reference: np.ndarray | None = None) -> dict[str,
 # --------------------------------------------------------------------------- public one-call API
 
 
+#: smallest side (pixels) on which the noise is estimated: below it the wavelet estimate is noise itself
+MIN_ESTIMATE_SIDE = 16
+
+
 def _estimate(x: np.ndarray) -> float:
+    import warnings
+
     from skimage.restoration import estimate_sigma as wavelet_sigma
 
-    if x.shape[2] == 1:
-        return float(wavelet_sigma(x[..., 0])) * 255.0
-    return float(wavelet_sigma(x, channel_axis=-1, average_sigmas=True)) * 255.0
+    h, w = x.shape[:2]
+    if min(h, w) < MIN_ESTIMATE_SIDE:
+        raise InputError(f"image is {w}x{h}, too small to estimate its noise (needs at least "
+                         f"{MIN_ESTIMATE_SIDE}x{MIN_ESTIMATE_SIDE}); give the sigma as a number")
+    with warnings.catch_warnings():  # scikit-image warns on narrow images; the check above covers them
+        warnings.simplefilter("ignore")
+        if x.shape[2] == 1:
+            return float(wavelet_sigma(x[..., 0], channel_axis=None)) * 255.0
+        return float(wavelet_sigma(x, channel_axis=-1, average_sigmas=True)) * 255.0
 
 
 def estimate_sigma(img: np.ndarray) -> float:

@@ -30,6 +30,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .errors import InputError, RimError
+
 Denoiser = Callable[[np.ndarray, float], np.ndarray]
 Upscaler = Callable[[np.ndarray, int], np.ndarray]
 
@@ -41,8 +43,8 @@ TV_SIGMAS = (15.0, 25.0, 50.0)
 TV_FACTORS = (0.70, 0.80, 0.95)
 
 
-class MissingBaseline(ImportError, ValueError):
-    """An optional baseline whose package is not installed (a ValueError too, so the CLI prints one line)."""
+class MissingBaseline(RimError, ImportError, ValueError):
+    """An optional baseline whose package is not installed (a RimError: the CLI prints one line)."""
 
 
 def _is_colour(img: np.ndarray) -> bool:
@@ -120,7 +122,7 @@ def bm3d_available() -> bool:
 
 def denoiser(name: str) -> Denoiser:
     if name not in _DENOISE_FUNCS:
-        raise ValueError(f"unknown denoising baseline {name!r}; choose from {', '.join(DENOISERS)}")
+        raise InputError(f"unknown denoising baseline {name!r}; choose from {', '.join(DENOISERS)}")
     if name == "bm3d":
         require_bm3d()  # fail before any work is done
     return _DENOISE_FUNCS[name]
@@ -128,7 +130,7 @@ def denoiser(name: str) -> Denoiser:
 
 def upscaler(name: str) -> Upscaler:
     if name not in _UPSCALE_FUNCS:
-        raise ValueError(f"unknown super-resolution baseline {name!r}; choose from {', '.join(UPSCALERS)}")
+        raise InputError(f"unknown super-resolution baseline {name!r}; choose from {', '.join(UPSCALERS)}")
     return _UPSCALE_FUNCS[name]
 
 

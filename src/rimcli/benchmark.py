@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 
 from . import baselines, datasets
+from .errors import RimError
+from .io import write_bytes
 from .metrics import psnr, sr_metrics, ssim, to_uint8_scale
 
 DENOISE_SETS = ("bsd68", "cbsd68", "set12")
@@ -44,8 +46,6 @@ PROJECTIONS = "projections"
 BENCHMARKS = DENOISE_SETS + SR_SETS + (PROJECTIONS,)
 
 DEFAULT_SIGMAS = (15.0, 25.0, 50.0)
-DEFAULT_SCALES = (2, 3, 4)
-DEFAULT_RATIOS = (1 / 2, 1 / 4, 1 / 8)
 #: measurement noise std for projections, on the [0,1] scale (2.55 on the 0..255 scale)
 DEFAULT_CS_SIGMA = 0.01
 DEFAULT_PATCHES = 5000
@@ -55,8 +55,8 @@ PATCH = 32
 Progress = Callable[[str, int, int], None]
 
 
-class BenchmarkError(ValueError):
-    pass
+class BenchmarkError(RimError, ValueError):
+    """A model that does not fit the benchmark asked for."""
 
 
 # ---------------------------------------------------------------- models
@@ -210,10 +210,6 @@ def _summary_row(method: str, kind: str, rows: list[dict], steps: int | None = N
     return out
 
 
-def _warmup(fn: Callable[[], Any]) -> None:
-    fn()
-
-
 # ---------------------------------------------------------------- denoising
 
 
@@ -254,10 +250,10 @@ def _warm_denoise(img_u8: np.ndarray, specs: list[ModelSpec], funcs: dict, devic
 
     crop = img_u8[:64, :64] / 255.0
     for spec in specs:
-        _warmup(lambda s=spec: run_rim(ModelSpec(**{**s.to_dict(), "steps": 1, "max_steps": 1}, model=s.model),
-                                       crop, Denoise(), 0.1, device, curve=False))
+        run_rim(ModelSpec(**{**spec.to_dict(), "steps": 1, "max_steps": 1}, model=spec.model),
+                crop, Denoise(), 0.1, device, curve=False)
     for f in funcs.values():
-        _warmup(lambda f=f: f(crop, 25.0))
+        f(crop, 25.0)
 
 
 def _denoise_one(img_name: str, clean_u8: np.ndarray, sigma: float, seed: int, quantize: bool,
@@ -335,10 +331,10 @@ def _warm_sr(lr_u8: np.ndarray, scale: int, specs: list[ModelSpec], funcs: dict,
 
     crop = lr_u8[:32, :32]
     for spec in specs:
-        _warmup(lambda s=spec: run_rim(ModelSpec(**{**s.to_dict(), "steps": 1, "max_steps": 1}, model=s.model),
-                                       crop / 255.0, Downsample(scale), 0.0, device, curve=False))
+        run_rim(ModelSpec(**{**spec.to_dict(), "steps": 1, "max_steps": 1}, model=spec.model),
+                crop / 255.0, Downsample(scale), 0.0, device, curve=False)
     for f in funcs.values():
-        _warmup(lambda f=f: f(crop, scale))
+        f(crop, scale)
 
 
 def _sr_one(img_name: str, hr: np.ndarray, lr: np.ndarray, scale: int, sigma: float,
@@ -634,11 +630,12 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
+def report_json(report: dict) -> str:
+    return json.dumps(_finite(report), indent=1, allow_nan=False) + "\n"
+
+
 def write_json(report: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(_finite(report), indent=1, allow_nan=False) + "\n")
-    tmp.replace(path)
+    write_bytes(path, report_json(report))
 
 
 def plot_convergence(report: dict, out: Path) -> list[Path]:
@@ -706,5 +703,5 @@ def write_outputs(report: dict, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     write_json(report, out / "results.json")
     write_csv(report, out / "results.csv")
-    (out / "results.md").write_text(render_markdown(report, level=1) + "\n")
+    write_bytes(out / "results.md", render_markdown(report, level=1) + "\n")
     return [out / "results.json", out / "results.csv", out / "results.md"] + plot_convergence(report, out)

@@ -28,11 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
-IMAGE_EXTS = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg")
+from .errors import RimError
+from .io import EXTENSIONS, write_bytes
+
 SR_SCALES = (2, 3, 4)
 
 
-class DatasetError(FileNotFoundError):
+class DatasetError(RimError, FileNotFoundError):
     """A dataset that cannot be found, fetched or read (printed as one line by the CLI)."""
 
 
@@ -120,15 +122,11 @@ def read_registry() -> dict[str, str]:
 
 
 def _write_registry(entries: dict[str, str]) -> None:
-    path = registry_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    write_bytes(registry_path(), json.dumps(entries, indent=2, sort_keys=True) + "\n")
 
 
 def _has_images(d: Path) -> bool:
-    return any(p.suffix.lower() in IMAGE_EXTS for p in d.iterdir() if p.is_file())
+    return any(p.suffix.lower() in EXTENSIONS for p in d.iterdir() if p.is_file())
 
 
 def _holds(d: Path, ds: DatasetInfo, scale: int | None) -> bool:
@@ -239,7 +237,7 @@ def read_uint8(path: Path) -> np.ndarray:
 
 def denoise_images(folder: Path, channels: int, limit: int | None = None) -> list[tuple[str, np.ndarray]]:
     """(name, uint8 image) pairs, sorted by file name, converted to `channels` (1 gray, 3 RGB)."""
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS)
     if not files:
         raise DatasetError(f"no images in {folder}")
     out = []

@@ -36,6 +36,8 @@ def export_run(run: Path, name: str, *, checkpoint: str = "best", weights_dir: P
         "world_size": meta.get("world_size", 1), "checkpoint": checkpoint, "config": cfg.to_dict(),
         "parameters": model.num_parameters(),
     }
+    if meta.get("init_from_sha256"):
+        training["init_from_sha256"] = meta["init_from_sha256"]
     # the file describes itself (a copy given by path behaves like the bundled name)
     digest = save_model(model, folder / file, {"name": name, "tasks": tasks, "default_steps": default_steps,
                                                "description": description, "training": training})

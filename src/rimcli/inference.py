@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import InputError, RimError
 from .model import RIM
 from .operators import LinearOperator, SigmaLike, as_sigma
 from .runtime import tune_allocator
@@ -17,8 +18,8 @@ from .runtime import tune_allocator
 LINK_EPS = 1e-3
 
 
-class DeviceError(ValueError):
-    pass
+class DeviceError(RimError, ValueError):
+    """A device or precision this machine does not have, or an unknown one."""
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -46,9 +47,9 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     if precision == "auto":
         return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
     if precision not in table:
-        raise ValueError(f"unknown precision {precision!r}; use auto, fp32, bf16 or fp16")
+        raise DeviceError(f"unknown precision {precision!r}; use auto, fp32, bf16 or fp16")
     if table[precision] is not None and device.type != "cuda":
-        raise ValueError(f"{precision} inference needs a CUDA device")
+        raise DeviceError(f"{precision} inference needs a CUDA device")
     return table[precision]
 
 
@@ -69,7 +70,7 @@ def unroll(
 ) -> list[torch.Tensor]:
     """Run `steps` RIM updates and return every estimate x_1..x_T (differentiable)."""
     if steps < 1:
-        raise ValueError("steps must be >= 1")
+        raise InputError("steps must be >= 1")
     s = as_sigma(sigma, y.shape[0], y)
     eta = logit(operator.init(y) if x0 is None else x0)
     x = torch.sigmoid(eta)
@@ -157,7 +158,7 @@ def restore(
         tile_overlap = receptive_depth(model, operator, steps)
         tile_overlap = FALLBACK_OVERLAP if tile_overlap is None else tile_overlap
     if tile and tile_overlap < 0:
-        raise ValueError(f"tile_overlap must be >= 0, got {tile_overlap}")
+        raise InputError(f"tile_overlap must be >= 0, got {tile_overlap}")
     # a strided cell (the paper's) needs tiles to start on its grid, or each tile computes another phase
     align = model.cell.stride // math.gcd(model.cell.stride, k)
     core = _round_up(max(1, tile // k), align) if tile else max(hy, wy)

@@ -2,7 +2,8 @@
 
 Pillow reads and writes 8-bit images, but silently truncates 16-bit colour PNG and TIFF to
 8 bits, so 16-bit PNGs go through pypng and TIFFs through tifffile. Arrays are HxW (gray) or
-HxWxC with C = 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA), dtype uint8 or uint16.
+HxWxC with C = 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA), dtype uint8, uint16 or (TIFF
+only) float32 in [0, 1]. CMYK images are converted to RGB (`Picture.notes` says so).
 EXIF orientation is applied on reading; the ICC profile is kept; writes are atomic.
 """
 
@@ -12,36 +13,44 @@ import io
 import os
 import tempfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-#: extensions picked up when scanning a folder, and accepted by `--ext`
-EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+from .errors import RimError
+
 #: Pillow formats we read ("JPEG" also opens the multi-picture JPEGs (MPO) many cameras write)
 _PIL_FORMATS = ["PNG", "JPEG", "BMP", "WEBP", "TIFF"]
+#: other image extensions: an output path ending so is a file we cannot write, not a folder
+OTHER_IMAGE_EXTENSIONS = (".gif", ".ico", ".icns", ".ppm", ".pgm", ".pbm", ".pnm", ".pcx", ".tga", ".dds", ".jp2",
+                          ".j2k", ".jpx", ".heic", ".heif", ".avif", ".jxl", ".exr", ".hdr", ".psd", ".svg", ".pdf",
+                          ".eps", ".raw", ".dng", ".cr2", ".nef", ".arw", ".xcf", ".qoi")
+#: the image formats we read and write, by extension (the one list: folders are scanned for these
+#: by `rim denoise` & co., training and the benchmark sets; `--ext` accepts them)
 _FORMAT_OF = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".tif": "tiff", ".tiff": "tiff", ".bmp": "bmp", ".webp": "webp"}
+EXTENSIONS = tuple(_FORMAT_OF)
 _ORIENTATION = 0x0112
 _ICC_TAG = 34675
 
 
-class ImageError(ValueError):
-    """An image that cannot be read or written (one line, shown to the user as is)."""
+class ImageError(RimError, ValueError):
+    """An image (or any file `write_bytes` writes) that cannot be read or written: one line,
+    shown to the user as is."""
 
 
 @dataclass
 class Picture:
     """A decoded image: colour channels, the untouched alpha, and what to keep when saving."""
 
-    data: np.ndarray  # HxW (gray) or HxWx3 (RGB), uint8 or uint16
+    data: np.ndarray  # HxW (gray) or HxWx3 (RGB), uint8, uint16 or float32 in [0, 1]
     alpha: np.ndarray | None = None  # HxW, same dtype as data
     icc: bytes | None = None
-    path: Path | None = None
+    notes: list[str] = field(default_factory=list)  # conversions made on reading, to tell the user
 
     @property
     def bits(self) -> int:
-        return 16 if self.data.dtype == np.uint16 else 8
+        return self.data.dtype.itemsize * 8
 
     @property
     def channels(self) -> int:
@@ -69,6 +78,11 @@ def format_of(path: Path) -> str | None:
     return _FORMAT_OF.get(path.suffix.lower())
 
 
+def looks_like_image_file(path: Path) -> bool:
+    """True if `path` ends in an image extension, supported or not (`x.gif` is a file, not a folder)."""
+    return path.suffix.lower() in EXTENSIONS + OTHER_IMAGE_EXTENSIONS
+
+
 # --------------------------------------------------------------------------- reading
 
 
@@ -84,18 +98,33 @@ def read_image(path: str | Path) -> Picture:
             head = f.read(32)
     except OSError as e:
         raise ImageError(f"{path}: cannot read ({e.strerror or e})") from None
+    notes: list[str] = []
     try:
         if head[:4] in (b"II*\0", b"MM\0*"):
-            arr, icc = _read_tiff(path)
+            arr, icc = _read_tiff(path, notes)
         else:
-            arr, icc = _read_pillow(path, head)
+            arr, icc = _read_pillow(path, head, notes)
     except ImageError:
         raise
     except Exception as e:  # decoders raise many types (OSError, SyntaxError, png.FormatError ...)
         raise ImageError(f"{path}: not a readable image ({_reason(e)})") from None
+    if arr.dtype.kind == "f":
+        arr = _check_float(arr, path)
     pic = _split(arr, path)
     pic.icc = icc
+    pic.notes = notes
     return pic
+
+
+def _check_float(arr: np.ndarray, path: Path) -> np.ndarray:
+    """Float samples are taken as [0, 1]; anything else would restore to garbage."""
+    arr = arr.astype(np.float32)
+    if not np.isfinite(arr).all():
+        raise ImageError(f"{path}: float image has inf or NaN pixels")
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < 0 or hi > 1:
+        raise ImageError(f"{path}: float images must hold values in [0, 1], found [{lo:g}, {hi:g}]; rescale it first")
+    return arr
 
 
 def _reason(e: Exception) -> str:
@@ -107,17 +136,17 @@ def _split(arr: np.ndarray, path: Path) -> Picture:
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[..., 0]
     if arr.ndim == 2:
-        return Picture(arr, path=path)
+        return Picture(arr)
     if arr.ndim != 3 or arr.shape[2] not in (2, 3, 4):
         raise ImageError(f"{path}: unsupported image layout {arr.shape}")
     if arr.shape[2] == 2:
-        return Picture(arr[..., 0], arr[..., 1], path=path)
+        return Picture(arr[..., 0], arr[..., 1])
     if arr.shape[2] == 4:
-        return Picture(arr[..., :3], arr[..., 3], path=path)
-    return Picture(arr, path=path)
+        return Picture(arr[..., :3], arr[..., 3])
+    return Picture(arr)
 
 
-def _read_pillow(path: Path, head: bytes) -> tuple[np.ndarray, bytes | None]:
+def _read_pillow(path: Path, head: bytes, notes: list[str]) -> tuple[np.ndarray, bytes | None]:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
@@ -131,7 +160,23 @@ def _read_pillow(path: Path, head: bytes) -> tuple[np.ndarray, bytes | None]:
             arr = _read_png16(path)
             return _orient(arr, im.getexif().get(_ORIENTATION, 1)), icc
         im = ImageOps.exif_transpose(im)
+        if im.mode == "CMYK":
+            notes.append("converted from CMYK to RGB" + (" with its ICC profile" if icc else ""))
+            return np.asarray(_cmyk_to_rgb(im, icc)), None  # a CMYK profile does not describe RGB
         return _pillow_array(im, path), icc
+
+
+def _cmyk_to_rgb(im, icc: bytes | None):
+    """Through the embedded ICC profile to sRGB when there is one, else Pillow's plain formula."""
+    if icc:
+        try:
+            from PIL import ImageCms
+
+            src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            return ImageCms.profileToProfile(im, src, ImageCms.createProfile("sRGB"), outputMode="RGB")
+        except Exception:  # a broken profile or no littlecms: fall back, still RGB
+            pass
+    return im.convert("RGB")
 
 
 def _pillow_array(im, path: Path) -> np.ndarray:
@@ -150,6 +195,8 @@ def _pillow_array(im, path: Path) -> np.ndarray:
         if arr.min() < 0 or arr.max() > 65535:
             raise ImageError(f"{path}: unsupported 32-bit integer image")
         return arr.astype(np.uint16)
+    elif mode == "F":  # 32-bit float (TIFF): checked for [0, 1] by the caller
+        return np.asarray(im, dtype=np.float32)
     elif mode not in ("L", "LA", "RGB", "RGBA"):
         raise ImageError(f"{path}: unsupported image mode {mode} (convert it to RGB or grayscale first)")
     return np.asarray(im)
@@ -163,7 +210,7 @@ def _read_png16(path: Path) -> np.ndarray:
     return arr.reshape(height, width, info["planes"])
 
 
-def _read_tiff(path: Path) -> tuple[np.ndarray, bytes | None]:
+def _read_tiff(path: Path, notes: list[str]) -> tuple[np.ndarray, bytes | None]:
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
@@ -173,22 +220,23 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, bytes | None]:
         orient_tag = page.tags.get(274)
         orientation = int(orient_tag.value) if orient_tag is not None else 1
         photometric = int(page.photometric)
-        if photometric == 3 or page.bitspersample == 1:  # palette and bilevel: Pillow converts these well
-            return _read_pillow(path, b"")
+        if photometric == 3 or page.bitspersample == 1 or (photometric == 5 and page.bitspersample == 8):
+            return _read_pillow(path, b"", notes)  # palette, bilevel and CMYK: Pillow converts these well
         try:
             arr = page.asarray()
         except ValueError as e:
-            if "imagecodecs" not in str(e) or page.bitspersample > 8:
+            single_float = page.sampleformat == 3 and page.bitspersample == 32 and page.samplesperpixel == 1
+            if "imagecodecs" not in str(e) or (page.bitspersample > 8 and not single_float):
                 raise
-            return _read_pillow(path, b"")  # e.g. LZW without imagecodecs: Pillow decodes 8-bit ones
+            return _read_pillow(path, b"", notes)  # e.g. LZW without imagecodecs: Pillow decodes these
         if page.planarconfig == 2 and arr.ndim == 3:  # separate planes: (S, H, W)
             arr = np.moveaxis(arr, 0, -1)
     if photometric not in (0, 1, 2):
         raise ImageError(f"{path}: unsupported TIFF colour space ({page.photometric.name}); convert it to RGB first")
-    if arr.dtype not in (np.uint8, np.uint16):
-        raise ImageError(f"{path}: unsupported TIFF sample type {arr.dtype} (8 or 16-bit integers only)")
+    if arr.dtype not in (np.uint8, np.uint16) and arr.dtype.kind != "f":
+        raise ImageError(f"{path}: unsupported TIFF sample type {arr.dtype} (8 or 16-bit integers, or floats in [0, 1])")
     if photometric == 0:  # min-is-white
-        arr = np.iinfo(arr.dtype).max - arr
+        arr = 1 - _check_float(arr, path) if arr.dtype.kind == "f" else np.iinfo(arr.dtype).max - arr
     return _orient(arr, orientation), icc
 
 
@@ -211,8 +259,9 @@ def _orient(arr: np.ndarray, code: int) -> np.ndarray:
 
 
 def write_image(path: str | Path, array: np.ndarray, *, icc: bytes | None = None, overwrite: bool = False) -> Path:
-    """Write an HxW(xC) uint8/uint16 array, format from the extension, atomically (temp file
-    + rename, so a failure never leaves a partial file). Raises `ImageError`."""
+    """Write an HxW(xC) uint8/uint16 array (or float32, TIFF only, clipped to [0, 1]), format
+    from the extension, atomically (temp file + rename, so a failure never leaves a partial
+    file). Raises `ImageError`."""
     path = Path(path)
     arr = check_encodable(path, array)
     if path.exists() and not overwrite:
@@ -232,8 +281,12 @@ def check_encodable(path: Path, array: np.ndarray) -> np.ndarray:
     return _check_writable(np.asarray(array), fmt, path)
 
 
-def write_bytes(path: Path, data: bytes, *, overwrite: bool = True) -> None:
-    """Write `data` to a hidden temp file beside `path`, then rename it into place."""
+def write_bytes(path: Path, data: bytes | str, *, overwrite: bool = True) -> None:
+    """The atomic writer (images, reports, manifests, registries): `data` (text as UTF-8) goes to
+    a hidden temp file beside `path`, which is then renamed into place, so a failure never leaves
+    a partial file; the folder is created if missing. Raises `ImageError` with a one-line reason."""
+    if isinstance(data, str):
+        data = data.encode()
     if not overwrite and path.exists():
         raise ImageError(f"{path}: output exists (use --overwrite to replace it)")
     folder = path.parent
@@ -261,8 +314,12 @@ def _umask() -> int:
 
 
 def _check_writable(arr: np.ndarray, fmt: str, path: Path) -> np.ndarray:
-    if arr.dtype not in (np.uint8, np.uint16):
-        raise ImageError(f"{path}: can only write uint8 or uint16 images, not {arr.dtype}")
+    if arr.dtype.kind == "f":
+        if fmt != "tiff":
+            raise ImageError(f"{path}: float images can only be written as TIFF (use --ext tif)")
+        arr = np.clip(arr, 0, 1).astype(np.float32)  # what we write, we can read back
+    elif arr.dtype not in (np.uint8, np.uint16):
+        raise ImageError(f"{path}: can only write uint8, uint16 or float images, not {arr.dtype}")
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[..., 0]
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (2, 3, 4)):

@@ -110,6 +110,8 @@ class RIMCell(nn.Module):
     reach = 5
     #: tiles must start on multiples of this many pixels for tiled results to be exact
     stride = 1
+    #: the convolutions that see image channels (input features, update): see transfer_weights
+    io_convs = ("conv_in", "conv_out")
 
     def __init__(self, cfg: RIMConfig):
         super().__init__()
@@ -150,6 +152,8 @@ class PaperCell(nn.Module):
     reach = 6
     stride = 2
 
+    io_convs = ("down", "conv_out")
+
     def __init__(self, cfg: RIMConfig):
         super().__init__()
         c, f = cfg.channels, cfg.hidden
@@ -184,6 +188,7 @@ class MultiScaleCell(nn.Module):
     # and conv2_out 1 + conv2_in 1 at 1/4 (8), conv1_in 1 at 1/2 (2), conv0_in 1, plus block rounding
     reach = 17
     stride = 4
+    io_convs = ("conv0_in", "conv0_out")
 
     def __init__(self, cfg: RIMConfig):
         super().__init__()
@@ -249,6 +254,37 @@ class RIM(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def _fold_groups(w: torch.Tensor, groups: int, c_from: int, c_to: int) -> torch.Tensor:
+    """Input-conv weight (out, groups*c_from [+ sigma], k, k) re-cut for c_to image channels so
+    that a gray image gives the same response as its RGB copy (R=G=B)."""
+    head, tail = w[:, : groups * c_from], w[:, groups * c_from:]
+    parts = []
+    for g in head.split(c_from, 1):
+        total = g.sum(1, keepdim=True)
+        parts.append(total if c_to == 1 else total.repeat(1, c_to, 1, 1) / c_to)
+    return torch.cat([*parts, tail], 1)
+
+
+def transfer_weights(src: RIM, dst: RIM) -> None:
+    """Start `dst` from `src`'s weights (fine-tuning). The configs must agree except in the
+    image channels: a colour model then starts a gray one (input weights summed over R, G, B,
+    update averaged) or the reverse, which on a gray image computes what the source did."""
+    a, b = src.config, dst.config
+    if (a.arch, a.hidden, a.sigma_input) != (b.arch, b.hidden, b.sigma_input):
+        raise ValueError(f"cannot start a {b.arch}/hidden {b.hidden}/sigma_input {b.sigma_input} model from a "
+                         f"{a.arch}/hidden {a.hidden}/sigma_input {a.sigma_input} one")
+    conv_in, conv_out = (f"cell.{n}" for n in dst.cell.io_convs)
+    groups = 2 if getattr(dst.cell, "with_estimate", True) else 1
+    state = {}
+    for k, v in src.state_dict().items():
+        if a.channels != b.channels and k == f"{conv_in}.weight":
+            v = _fold_groups(v, groups, a.channels, b.channels)
+        elif a.channels != b.channels and k.startswith(f"{conv_out}."):
+            v = v.mean(0, keepdim=True) if b.channels == 1 else v.repeat(3, *([1] * (v.dim() - 1)))
+        state[k] = v
+    dst.load_state_dict(state)
 
 
 def count_macs(model: RIM, height: int = 64, width: int = 64) -> int:

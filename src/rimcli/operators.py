@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from . import resize
+from .errors import InputError
 
 SigmaLike = float | Sequence[float] | torch.Tensor
 
@@ -29,7 +30,7 @@ def as_sigma(sigma: SigmaLike, batch: int, like: torch.Tensor) -> torch.Tensor:
     if s.numel() != batch:
         raise ValueError(f"sigma has {s.numel()} values for a batch of {batch}")
     if bool((s < 0).any()):
-        raise ValueError("sigma must be >= 0")
+        raise InputError("sigma must be >= 0")
     return s
 
 
@@ -127,7 +128,7 @@ class Downsample(LinearOperator):
 
     def __init__(self, scale: int):
         if int(scale) != scale or scale < 1:
-            raise ValueError(f"scale must be a positive integer, got {scale}")
+            raise InputError(f"scale must be a positive integer, got {scale}")
         self.scale = int(scale)
         # taps with |centre - i| < 2 s (the kernel is 0 at 2 s): (3 s + 1) / 2 - 1 pixels past the block
         self.reach = (3 * self.scale + 2) // 2 - 1
@@ -136,7 +137,7 @@ class Downsample(LinearOperator):
         if x.shape[-2] % self.scale or x.shape[-1] % self.scale:
             # otherwise y would be ceil(H / s) high and x_shape(y) would not give back x's shape
             sides = tuple(x.shape[-2:])
-            raise ValueError(f"image sides {sides} must be multiples of the scale {self.scale}; crop the image first")
+            raise InputError(f"image sides {sides} must be multiples of the scale {self.scale}; crop the image first")
         return resize.imresize(x, 1.0 / self.scale)
 
     def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:
@@ -153,7 +154,7 @@ class Downsample(LinearOperator):
 def gaussian_kernel(sigma: float, size: int | None = None) -> torch.Tensor:
     """Normalised 2-D Gaussian kernel; default size covers +-3 sigma."""
     if sigma <= 0:
-        raise ValueError("blur sigma must be > 0")
+        raise InputError("blur sigma must be > 0")
     size = size or 2 * math.ceil(3 * sigma) + 1
     r = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-(r**2) / (2 * sigma**2))
@@ -165,14 +166,18 @@ def load_kernel(path: str | Path) -> torch.Tensor:
     """A blur kernel from an image or .npy file, normalised to sum 1."""
     path = Path(path)
     if path.suffix.lower() == ".npy":
-        k = np.load(path).astype(np.float64)
+        try:
+            k = np.load(path).astype(np.float64)
+        except (OSError, ValueError, TypeError, AttributeError) as e:  # missing, not .npy, pickled, an .npz
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else (str(e).strip().splitlines() or [""])[0]
+            raise InputError(f"{path}: not a readable .npy blur kernel ({reason or type(e).__name__})") from None
     else:
         from .io import read_image
 
         k = read_image(path).data.astype(np.float64)
         k = k.mean(axis=2) if k.ndim == 3 else k
     if k.ndim != 2 or k.sum() <= 0 or (k < 0).any():
-        raise ValueError(f"{path}: a blur kernel must be a 2-D non-negative array with a positive sum")
+        raise InputError(f"{path}: a blur kernel must be a 2-D non-negative array with a positive sum")
     return torch.from_numpy(k / k.sum()).float()
 
 
@@ -186,7 +191,7 @@ class Blur(LinearOperator):
     def __init__(self, kernel: torch.Tensor | np.ndarray):
         k = torch.as_tensor(kernel, dtype=torch.float32)
         if k.ndim != 2 or k.shape[0] % 2 == 0 or k.shape[1] % 2 == 0:
-            raise ValueError("blur kernel must be 2-D with odd sides")
+            raise InputError("blur kernel must be 2-D with odd sides")
         self.kernel = k
         self.reach = max(k.shape) // 2
 
@@ -228,7 +233,7 @@ def projection_matrix(kind: str, m: int, n: int, generator: torch.Generator) -> 
         return (bits * 2 - 1).double().div_(math.sqrt(n)).float()
     if kind == "fourier":
         return _fourier_rows(m, n, generator)
-    raise ValueError(f"unknown ensemble {kind!r}; choose from {', '.join(ENSEMBLES)}")
+    raise InputError(f"unknown ensemble {kind!r}; choose from {', '.join(ENSEMBLES)}")
 
 
 def _fourier_rows(m: int, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -246,7 +251,7 @@ def _fourier_rows(m: int, n: int, generator: torch.Generator) -> torch.Tensor:
     half = flat[flat < conj]  # one of each conjugate pair, self-conjugate ones excluded
     nyquist = flat[(flat == conj) & (flat > 0)]  # real rows besides DC
     if m > 1 + 2 * half.numel() + nyquist.numel():
-        raise ValueError(f"fourier ensemble supports at most {1 + 2 * half.numel() + nyquist.numel()} measurements per patch")
+        raise InputError(f"fourier ensemble supports at most {1 + 2 * half.numel() + nyquist.numel()} measurements per patch")
     pos = torch.arange(n, dtype=torch.float64)
     py, px = pos // p, pos % p
 
@@ -278,9 +283,9 @@ class RandomProjection(LinearOperator):
 
     def __init__(self, kind: str, ratio: float, seed: int = 0, patch: int = 32, batch: int = 1):
         if kind not in ENSEMBLES:
-            raise ValueError(f"unknown ensemble {kind!r}; choose from {', '.join(ENSEMBLES)}")
+            raise InputError(f"unknown ensemble {kind!r}; choose from {', '.join(ENSEMBLES)}")
         if not 0 < ratio <= 1:
-            raise ValueError(f"ratio must be in (0, 1], got {ratio}")
+            raise InputError(f"ratio must be in (0, 1], got {ratio}")
         self.kind, self.ratio, self.seed, self.patch = kind, float(ratio), int(seed), int(patch)
         self.scale = self.patch
         self.reach = 0  # blocks are independent and tiles are cut on block boundaries
@@ -295,7 +300,7 @@ class RandomProjection(LinearOperator):
 
     def _check(self, x: torch.Tensor) -> None:
         if x.shape[-2] % self.patch or x.shape[-1] % self.patch:
-            raise ValueError(f"image sides must be multiples of {self.patch} for random projections")
+            raise InputError(f"image sides must be multiples of {self.patch} for random projections")
         if self.matrix.shape[0] not in (1, x.shape[0]):
             raise ValueError(f"operator holds {self.matrix.shape[0]} matrices for a batch of {x.shape[0]}")
 

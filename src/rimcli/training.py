@@ -23,13 +23,14 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .errors import RimError
 from .inference import resolve_device, unroll
-from .model import RIM, RIMConfig
+from .io import EXTENSIONS
+from .model import RIM, RIMConfig, transfer_weights
 from .operators import ENSEMBLES, Blur, Denoise, Downsample, LinearOperator, RandomProjection, gaussian_kernel
 from .runtime import tune_allocator
 
 TASKS = ("denoise", "superres", "cs", "deblur")
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 #: upper end (gray levels) of the low-noise band that `low_sigma` oversamples
 LOW_SIGMA = 5.0
 #: noise std ranges in gray levels (0..255 scale) when the config leaves them unset
@@ -37,11 +38,12 @@ DEFAULT_SIGMA = {"denoise": (0.0, 75.0), "superres": (0.0, 2.0), "cs": (0.0, 50.
 
 
 #: settings a resumed run may change without altering the data stream or the update rule
-RESUMABLE_CHANGES = {"iters", "device", "val_every", "log_every", "out", "data", "val", "channels_last"}
+RESUMABLE_CHANGES = {"iters", "device", "val_every", "log_every", "out", "data", "val", "channels_last", "compile",
+                     "init_from"}  # init_from is read only when a run starts
 
 
-class TrainError(ValueError):
-    pass
+class TrainError(RimError, ValueError):
+    """A bad training setting, data folder, run folder or checkpoint."""
 
 
 @dataclass
@@ -82,6 +84,9 @@ class TrainConfig:
     grad_checkpoint: bool = False
     compile: bool = False
     channels_last: bool = False  # NHWC activations: faster oneDNN convolutions on CPU, esp. with bf16
+    #: weights (.safetensors) or a run checkpoint (.pt) to start from instead of random weights;
+    #: same cell and width, any channel count (see model.transfer_weights)
+    init_from: str | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -130,6 +135,10 @@ class TrainConfig:
             raise TrainError("cs training needs a patch size that is a multiple of 32")
         if "superres" in tasks and any(self.patch % s for s in self.scales):
             raise TrainError(f"patch {self.patch} must be a multiple of every scale in {self.scales}")
+        try:  # arch, hidden and sigma_input must make a valid cell (model.RIMConfig checks them)
+            self.model_config()
+        except ValueError as e:
+            raise TrainError(str(e)) from None
 
     def sigma_for(self, task: str) -> tuple[float, float]:
         lo, hi = self.sigma_range if self.sigma_range is not None else DEFAULT_SIGMA[task]
@@ -141,6 +150,13 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def flops_per_iteration(self) -> float:
+        """Training FLOPs of one iteration: the cell's MACs (model.count_macs) x 2 FLOPs per MAC
+        x 3 (forward + backward) x T steps x batch; operators and the loss are not counted."""
+        from .model import count_macs
+
+        return 2 * 3 * count_macs(RIM(self.model_config()), self.patch, self.patch) * self.steps * self.batch
+
 
 # ---------------------------------------------------------------- data
 
@@ -148,7 +164,7 @@ class TrainConfig:
 def list_images(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise TrainError(f"data folder {folder} does not exist")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in EXTENSIONS)
     if not files:
         raise TrainError(f"no images found in {folder}")
     return files
@@ -360,6 +376,22 @@ def load_checkpoint(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)  # no arbitrary pickle
 
 
+def _start_from(rim: RIM, path: Path) -> None:
+    """Initialise `rim` from a weights file or a run checkpoint (fine-tuning)."""
+    if path.suffix == ".pt":
+        ck = load_checkpoint(path)
+        src = RIM(TrainConfig.from_dict(ck["config"]).model_config())
+        src.load_state_dict(ck["model"])
+    else:
+        from .weights import load_file
+
+        src = load_file(path)
+    try:
+        transfer_weights(src, rim)
+    except ValueError as e:
+        raise TrainError(f"--init-from {path}: {e}") from None
+
+
 def git_commit() -> str | None:
     try:
         root = Path(__file__).resolve().parents[2]
@@ -444,7 +476,10 @@ def train(cfg: TrainConfig, resume: bool = False, command: str | None = None,
     val_x = _val_batch(cfg, load_images(val_files, cfg.channels)) if dist.main else None
 
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-    rim = RIM(cfg.model_config()).to(device)
+    rim = RIM(cfg.model_config())
+    if cfg.init_from and not resume:
+        _start_from(rim, Path(cfg.init_from))
+    rim = rim.to(device)
     if cfg.channels_last:
         rim = rim.to(memory_format=torch.channels_last)
     if cfg.compile:  # compile the cell only: the loop and the operators stay eager
@@ -474,6 +509,12 @@ def train(cfg: TrainConfig, resume: bool = False, command: str | None = None,
     tasks = cfg.tasks()
     meta = {"command": command, "commit": git_commit(), "train_images": len(train_files),
             "val_images": [f.name for f in val_files], "world_size": dist.world}
+    if resume and "init_from_sha256" in ck.get("meta", {}):
+        meta["init_from_sha256"] = ck["meta"]["init_from_sha256"]
+    elif cfg.init_from and not resume:  # which weights it started from, not just their path
+        from .weights import sha256
+
+        meta["init_from_sha256"] = sha256(Path(cfg.init_from))
     if dist.main and not resume:
         (out / "config.json").write_text(json.dumps({"config": cfg.to_dict(), **meta}, indent=2))
 

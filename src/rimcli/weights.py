@@ -15,13 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import RimError
+from .io import write_bytes
 from .model import RIM, RIMConfig
 
 MANIFEST = "manifest.json"
 
 
-class WeightsError(RuntimeError):
-    pass
+class WeightsError(RimError, RuntimeError):
+    """A model that cannot be found or loaded: unknown name, missing or damaged file, bad manifest."""
 
 
 def weights_dir() -> Path:
@@ -87,10 +89,7 @@ def read_manifest(folder: Path | None = None) -> dict[str, ModelEntry]:
 
 
 def write_manifest(entries: dict[str, ModelEntry], folder: Path) -> None:
-    path = folder / MANIFEST
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"models": [e.to_dict() for e in entries.values()]}, indent=2) + "\n")
-    tmp.replace(path)
+    write_bytes(folder / MANIFEST, json.dumps({"models": [e.to_dict() for e in entries.values()]}, indent=2) + "\n")
 
 
 def sha256(path: Path) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 from . import app
-from .common import console, fail, handle_errors, out
+from .common import OUT_ALIAS_HELP, console, fail, handle_errors, is_stdout, out, output_alias, write_text
 
 data_app = typer.Typer(name="data", help="Benchmark datasets: fetch, register, list.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -64,7 +64,7 @@ def _progress_bar() -> tuple[Any, Callable[[str, int, int], None]]:
     return prog, update
 
 
-def _print_summary(report: dict) -> None:
+def _print_summary(report: dict, where: Any) -> None:
     from rich.table import Table
 
     from ..benchmark import summary_table
@@ -76,7 +76,7 @@ def _print_summary(report: dict) -> None:
             table.add_column(h, justify="left" if i == 0 else "right")
         for r in rows:
             table.add_row(*r)
-        out.print(table)
+        where.print(table)
 
 
 def _command_line(name: str, opts: dict[str, Any]) -> str:
@@ -114,8 +114,9 @@ def benchmark_cmd(
     limit: int | None = typer.Option(None, "--limit", min=1, help="first N images only (quick runs)"),
     baselines_opt: str | None = typer.Option(None, "--baselines", help="comma list: bm3d,nlm,tv,wavelet (denoising; "
                                              "default all, bm3d when installed), bicubic,pil (SR), or none"),
-    out_dir: Path | None = typer.Option(None, "--out", help="write results.json/.csv/.md and plots here"),
-    json_path: Path | None = typer.Option(None, "--json", help="also write the full JSON report here"),
+    out_dir: Path | None = typer.Option(None, "--output", "-o", help="write results.json/.csv/.md and plots here"),
+    out_alias: Path | None = typer.Option(None, "--out", hidden=True, help=OUT_ALIAS_HELP),
+    json_path: Path | None = typer.Option(None, "--json", help="also write the full JSON report here ('-': stdout)"),
     seed: int = typer.Option(0, "--seed", help="base seed (image i uses seed+i; projections: patches and matrices)"),
     patches: int = typer.Option(5000, "--patches", min=1, help="number of random 32x32 patches (projections)"),
     ensembles: str = typer.Option("gaussian,binary,fourier", "--ensembles", help="projection ensembles (projections)"),
@@ -126,6 +127,7 @@ def benchmark_cmd(
     from .. import benchmark as bm
     from .. import datasets
 
+    out_dir = output_alias(out_dir, out_alias)
     name = datasets.ALIASES.get(name, name.lower())
     if name not in bm.BENCHMARKS:
         fail(f"unknown benchmark {name!r}; choose from {', '.join(bm.BENCHMARKS)}")
@@ -137,9 +139,11 @@ def benchmark_cmd(
     else:
         report = _projections(sigma, data, model or [], steps, max_steps, device, limit, baselines_opt, seed, patches,
                               ensembles, ratios, batch, common)
-    _print_summary(report)
+    _print_summary(report, console if is_stdout(json_path) else out)  # stdout holds the JSON then
     written = bm.write_outputs(report, out_dir) if out_dir else []
-    if json_path:
+    if is_stdout(json_path):
+        write_text(json_path, bm.report_json(report))
+    elif json_path:
         bm.write_json(report, json_path)
         written.append(json_path)
     for p in written:

@@ -22,14 +22,14 @@ from typing import Annotated, Any
 import typer
 
 from ..api import Options, Outcome, Problem
-from ..io import EXTENSIONS, ImageError
+from ..io import EXTENSIONS
 from . import app
-from .common import CLIError, console, fail, handle_errors, out
+from .common import USER_ERRORS, CLIError, console, fail, handle_errors, is_stdout, one_line, out, write_text
 
 _IO, _RUN, _EVAL = "Input and output", "Model and device", "Evaluation"
-_EXTS = ("auto", "png", "jpg", "jpeg", "tif", "tiff", "bmp", "webp")
+_EXTS = ("auto", *(e.lstrip(".") for e in EXTENSIONS))
 #: errors that fail one file of a batch (anything else is a bug and should show its traceback)
-_FILE_ERRORS = (ValueError, OSError, RuntimeError, CLIError)
+_FILE_ERRORS = USER_ERRORS
 
 def _opt(*decls: str, help: str, panel: str | None = None, default_text: str | None = None) -> Any:
     """A Typer option; `default_text` replaces the shown default where the real one is None."""
@@ -39,7 +39,12 @@ def _opt(*decls: str, help: str, panel: str | None = None, default_text: str | N
 
 
 Inputs = Annotated[list[Path], typer.Argument(help="Image files or folders (PNG, JPEG, TIFF, BMP, WebP).", show_default=False)]
-Simulate = Annotated[bool, _opt("--simulate", help="Treat the input as clean: corrupt it (seeded), restore, score.", panel=_EVAL)]
+#: the corrupted image a simulation also writes, beside the result: NAME_<tag>.EXT
+DEGRADED_TAG = {"denoise": "noisy", "superres": "bicubic", "deblur": "blurred"}
+Simulate = Annotated[bool, _opt(
+    "--simulate", panel=_EVAL,
+    help="Treat the input as clean: corrupt it (seeded), restore, score. The corrupted image is also written beside "
+         "the result, as NAME_noisy / NAME_blurred / NAME_bicubic (the low-resolution image upscaled), to compare by eye.")]
 Reference = Annotated[
     Path | None,
     _opt("--reference", help="Clean image, or a folder of them matched by name, to score input and output against.",
@@ -53,7 +58,7 @@ _HELP = {
     "ext": "Output format: auto (as the input), png, jpg, tif, bmp, webp. 16-bit needs png or tif.",
     "recursive": "Also take images in subfolders of folder inputs.",
     "overwrite": "Replace existing output files.",
-    "json": "Write a machine-readable report to PATH.",
+    "json": "Write a machine-readable report to PATH ('-': stdout).",
     "quiet": "Print nothing but errors.",
     "model": "Bundled model name or a .safetensors file.",
     "steps": "RIM iterations.",
@@ -218,10 +223,9 @@ def models(
     if json_path is not None:
         text = json.dumps({"weights_dir": str(folder), "user_models_dir": str(user_models_dir()), "models": rows},
                           indent=2) + "\n"
-        if str(json_path) == "-":
-            print(text, end="")
+        write_text(json_path, text)
+        if is_stdout(json_path):
             return
-        _write_text(json_path, text)
     _models_table(rows, folder)
 
 
@@ -251,6 +255,7 @@ class Job:
     src: Path
     rel: Path  # its path inside the folder it came from (just the name for file inputs)
     dst: Path | None = None
+    degraded: Path | None = None  # where a simulation writes the corrupted input
     error: str | None = None
 
 
@@ -275,17 +280,27 @@ def _collect(inputs: list[Path], recursive: bool, skip: list[Path]) -> list[Job]
             continue
         found = _images_in(item, recursive, skip)
         if not found:
-            inside = [s for s in skip if item.resolve().is_relative_to(s)]
             hint = "" if recursive else " (use --recursive for subfolders)"
-            if inside:  # e.g. `-o` names the input folder: all its images look like earlier results
-                hint = f" (it is inside the output folder {inside[0]}, whose images are never inputs; choose another --output)"
             jobs.append(Job(item, Path(item.name), error=f"{item}: no images in this folder{hint}"))
         jobs += [Job(f, f.relative_to(item)) for f in found]
     return jobs
 
 
 def _is_file_output(output: Path | None) -> bool:
-    return output is not None and output.suffix.lower() in EXTENSIONS and not output.is_dir()
+    from ..io import looks_like_image_file
+
+    return output is not None and looks_like_image_file(output) and not output.is_dir()
+
+
+def _check_folders(c: Common, folder: Path | None) -> None:
+    """An input folder that is (or lies inside) the output or --save-steps folder has no inputs:
+    their images are never read, so as not to feed results back in."""
+    for item in (i for i in c.inputs if i.is_dir()):
+        for target, flag in ((folder, "--output"), (c.save_steps, "--save-steps")):
+            if target is None or not item.resolve().is_relative_to(target.resolve()):
+                continue
+            where = "is also the" if item.resolve() == target.resolve() else "is inside the"
+            fail(f"input folder {item} {where} {flag} folder {target} (whose images are never inputs); choose another {flag}")
 
 
 def _out_ext(src: Path, ext: str) -> str:
@@ -294,10 +309,16 @@ def _out_ext(src: Path, ext: str) -> str:
     return src.suffix if src.suffix.lower() in EXTENSIONS else ".png"
 
 
-def _plan(c: Common, suffix: str, ext: str) -> list[Job]:
-    """Inputs and their destinations: `-o FILE` for one input, else `<folder>/<rel><suffix><ext>`."""
+def _plan(c: Common, suffix: str, ext: str, degraded_tag: str | None = None) -> list[Job]:
+    """Inputs and their destinations: `-o FILE` for one input, else `<folder>/<rel><suffix><ext>`;
+    with `degraded_tag`, the corrupted input goes beside each as `<stem>_<tag><ext>`."""
+    from ..io import format_of
+
     file_out = _is_file_output(c.output)
+    if file_out and format_of(c.output) is None:
+        fail(f"--output {c.output}: cannot write {c.output.suffix} images; use .png, .jpg, .tif, .bmp or .webp")
     folder = None if file_out else (c.output or Path("results"))
+    _check_folders(c, folder)
     skip = [p for p in (folder, c.save_steps) if p is not None]
     jobs = _collect(c.inputs, c.recursive, skip)
     if not jobs:
@@ -307,14 +328,20 @@ def _plan(c: Common, suffix: str, ext: str) -> list[Job]:
             fail(f"--output {c.output} is a file but there are several inputs; give a folder")
         jobs[0].dst = c.output
     seen: dict[Path, Path] = {}
-    for job in [] if file_out else jobs:
+    for job in jobs:
         if job.error:
             continue
-        job.dst = folder / job.rel.parent / f"{job.rel.stem}{suffix}{_out_ext(job.src, ext)}"
-        key = job.dst.resolve()
-        if key in seen:
-            job.error = f"{job.src}: its output {job.dst} is also the output of {seen[key]}"
-        seen.setdefault(key, job.src)
+        if not file_out:
+            job.dst = folder / job.rel.parent / f"{job.rel.stem}{suffix}{_out_ext(job.src, ext)}"
+        if degraded_tag:
+            job.degraded = job.dst.with_name(f"{job.src.stem}_{degraded_tag}{job.dst.suffix}")
+        for target in (t for t in (job.dst, job.degraded) if t is not None):
+            key = target.resolve()
+            if key in seen:
+                other = "its own result" if seen[key] == job.src else f"the output of {seen[key]}"
+                job.error = f"{job.src}: its output {target} is also {other}; choose another --output or --suffix"
+                break
+            seen[key] = job.src
     _refuse_replacing_inputs(jobs, file_out)
     return jobs
 
@@ -332,11 +359,10 @@ def _file_ids(path: Path) -> set[Any]:
 def _refuse_replacing_inputs(jobs: list[Job], file_out: bool) -> None:
     """An output that is an input would destroy it (--overwrite or not): a usage error."""
     inputs = set().union(*(_file_ids(j.src) for j in jobs if not j.error))
-    for job in jobs:
-        if job.dst is None or job.error or not _file_ids(job.dst) & inputs:
-            continue
-        which = "its own input" if _file_ids(job.dst) & _file_ids(job.src) else "another input"
-        fail(f"{job.src}: output {job.dst} would replace {which}; choose another --output{'' if file_out else ' or --suffix'}")
+    for job in (j for j in jobs if not j.error):
+        for dst in (d for d in (job.dst, job.degraded) if d is not None and _file_ids(d) & inputs):
+            which = "its own input" if _file_ids(dst) & _file_ids(job.src) else "another input"
+            fail(f"{job.src}: output {dst} would replace {which}; choose another --output{'' if file_out else ' or --suffix'}")
 
 
 def _check_writable(target: Path, what: str) -> None:
@@ -381,13 +407,14 @@ def _run(problem: Problem, c: Common, default_suffix: str, reference: Path | Non
     )
     ext = _parse_ext(c.ext)
     _preflight(problem, options, c, reference)
-    jobs = _plan(c, default_suffix if c.suffix is None else c.suffix, ext)
+    degraded_tag = DEGRADED_TAG.get(problem.task) if problem.simulate else None
+    jobs = _plan(c, default_suffix if c.suffix is None else c.suffix, ext, degraded_tag)
     if reference is not None and reference.is_file() and len(jobs) > 1:
         fail("--reference FILE needs a single input; give a folder of references to match by name")
-    for target, what in ((_out_folder(c, jobs), "output folder"), (c.save_steps, "--save-steps folder")):
+    for target, what in ((_out_folder(c), "output folder"), (c.save_steps, "--save-steps folder")):
         if target is not None:
             _check_writable(target, what)
-    if c.json_path is not None:
+    if c.json_path is not None and not is_stdout(c.json_path):
         _check_writable(c.json_path.parent, "--json folder")
     t0 = time.perf_counter()
     with _Progress(len(jobs), enabled=not c.quiet) as progress:
@@ -395,14 +422,14 @@ def _run(problem: Problem, c: Common, default_suffix: str, reference: Path | Non
     failed = sum(r["error"] is not None for r in records)
     code = 0 if not failed else 2 if failed == len(records) else 1
     if c.json_path is not None:
-        _write_text(c.json_path, json.dumps(_report(problem, options, records, code, time.perf_counter() - t0), indent=2) + "\n")
+        write_text(c.json_path, json.dumps(_report(problem, options, records, code, time.perf_counter() - t0), indent=2) + "\n")
     if not c.quiet and (len(records) > 1 or not failed):  # a lone failure is its error line alone
         _summary(records, problem)
     if code:
         raise typer.Exit(code)
 
 
-def _out_folder(c: Common, jobs: list[Job]) -> Path | None:
+def _out_folder(c: Common) -> Path | None:
     if _is_file_output(c.output):
         return c.output.parent
     return c.output or Path("results")
@@ -419,9 +446,12 @@ def _process(job: Job, problem: Problem, options: Options, c: Common, reference:
     try:
         if job.error:
             raise CLIError(job.error)
-        if job.dst.exists() and not c.overwrite:  # before the work, not after it
-            raise CLIError(f"{job.src}: output {job.dst} exists (use --overwrite to replace it)")
+        for dst in (d for d in (job.dst, job.degraded) if d is not None):
+            if dst.exists() and not c.overwrite:  # before the work, not after it
+                raise CLIError(f"{job.src}: output {dst} exists (use --overwrite to replace it)")
         pic = read_image(job.src)
+        for note in [] if c.quiet else pic.notes:
+            _say(f"{job.src}: {note}")
         rec.update(size=list(pic.size), channels=pic.channels, bit_depth=pic.bits, alpha=pic.alpha is not None)
         # all that would fail after the work is checked before it: a failure then costs nothing
         check_encodable(job.dst, pic.array)  # the result has the input's bit depth and alpha
@@ -437,6 +467,9 @@ def _process(job: Job, problem: Problem, options: Options, c: Common, reference:
         metrics = evaluate(outcome, ref)
         write_image(job.dst, outcome.image, icc=pic.icc, overwrite=c.overwrite)
         rec.update(_outcome_fields(outcome, metrics, job.dst))
+        if job.degraded is not None:  # checked like the result: same format, depth and alpha
+            write_image(job.degraded, outcome.degraded, icc=pic.icc, overwrite=c.overwrite)
+            rec["simulated_input"] = str(job.degraded)
         if steps_dir is not None:
             rec["steps_dir"] = str(_save_steps(steps_dir, job, outcome, metrics, c.overwrite))
     except _FILE_ERRORS as e:
@@ -509,8 +542,7 @@ def _say(message: str) -> None:
 
 
 def _one_line(e: Exception, src: Path) -> str:
-    lines = str(e).strip().splitlines()
-    msg = lines[0] if lines else type(e).__name__
+    msg = one_line(e)
     return msg if str(src) in msg else f"{src}: {msg}"
 
 
@@ -555,24 +587,56 @@ def _fmt_pair(m: dict | None, key: str, digits: int) -> str:
     return f"{a:.{digits}f} -> {b:.{digits}f}"
 
 
-def _summary(records: list[dict], problem: Problem) -> None:
-    from rich.table import Table
+def _num(x: float) -> str:
+    return f"{x:.2f}".rstrip("0").rstrip(".")
 
-    table = Table(title=f"rim {problem.task}", title_justify="left")
+
+def _summary(records: list[dict], problem: Problem) -> None:
+    """A table that fits 80 columns: what all files share goes in the title; each file's cell
+    holds its name over its output's (no_wrap: names are never broken, other cells wrap)."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    done = [r for r in records if r["error"] is None]
+    try:
+        folder = Path(os.path.commonpath([Path(r["output"]).parent for r in done])) if done else None
+    except ValueError:  # e.g. on different drives
+        folder = None
+    shared = {k: {r[k] for r in done} for k in ("steps", "sigma")}
+    title = []
+    if len(shared["steps"]) == 1:
+        steps = next(iter(shared["steps"]))
+        title.append(f"{steps} step{'s' if steps != 1 else ''}")
+    if len(shared["sigma"]) == 1:
+        title.append(f"sigma {_num(next(iter(shared['sigma'])))}")
+    if folder is not None:
+        title.append(f"output in {folder}{os.sep}")
+    corrupted = [Path(r["simulated_input"]).name for r in done if r.get("simulated_input")]
+    if corrupted:
+        title.append(f"corrupted input {corrupted[0]}" if len(corrupted) == 1 else
+                     f"corrupted inputs as NAME_{DEGRADED_TAG[problem.task]}")
+    table = Table(title=f"rim {problem.task}" + (": " + ", ".join(title) if title else ""), title_justify="left",
+                  box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, show_lines=True)
+    table.add_column("file / output", no_wrap=True, overflow="ellipsis")
+    cols = ["size", *(k for k in ("steps", "sigma") if len(shared[k]) > 1), "time"]
     scored = any(r.get("metrics") for r in records)
-    metric_cols = ("PSNR in -> out", "SSIM in -> out") if scored else ()
-    for name in ("file", "size", "steps", "sigma", "time", *metric_cols, "output"):
-        table.add_column(name, justify="left" if name in ("file", "output") else "right", overflow="fold")
+    cols += ["PSNR in -> out", "SSIM in -> out"] if scored else []
+    for name in cols:
+        table.add_column(name, justify="right")
     for r in records:
         size = "x".join(map(str, r.get("size") or [])) or "-"
         if r.get("output_size") and r["output_size"] != r.get("size"):
-            size += " -> " + "x".join(map(str, r["output_size"]))
-        m = r.get("metrics")
-        metric_cells = (_fmt_pair(m, "psnr", 2), _fmt_pair(m, "ssim", 4)) if scored else ()
-        table.add_row(
-            Path(r["input"]).name, size, str(r.get("steps", "")), f"{r['sigma']:.2f}" if "sigma" in r else "",
-            f"{r['time_s']:.2f}s", *metric_cells, r["output"] or "[red]failed[/red]",
-        )
+            size += "\n" + "x".join(map(str, r["output_size"]))  # on the output's line
+        if r["output"]:
+            shown = Path(r["output"]).relative_to(folder) if folder else r["output"]
+            name = Text.assemble(Path(r["input"]).name, "\n", (str(shown), "dim"))
+        else:
+            name = Text.assemble(Path(r["input"]).name, "\n", ("failed", "red"))
+        cells = {"size": size, "steps": str(r.get("steps", "")), "sigma": _num(r["sigma"]) if "sigma" in r else "",
+                 "time": f"{r['time_s']:.2f}s", "PSNR in -> out": _fmt_pair(r.get("metrics"), "psnr", 2),
+                 "SSIM in -> out": _fmt_pair(r.get("metrics"), "ssim", 3)}
+        table.add_row(name, *(cells[c] for c in cols))
     console.print(table)
 
 
@@ -607,15 +671,6 @@ def _report(problem: Problem, options: Options, records: list[dict], code: int, 
         "exit_code": code,
         "time_s": round(seconds, 3),
     })
-
-
-def _write_text(path: Path, text: str) -> None:
-    from ..io import write_bytes
-
-    try:
-        write_bytes(path, text.encode())
-    except ImageError as e:
-        raise CLIError(str(e)) from None
 
 
 def _model_info(entry: Any, folder: Path) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from . import app
-from .common import console, fail, handle_errors
+from .common import OUT_ALIAS_HELP, console, fail, handle_errors, output_alias
 
 
 def _range(text: str | None, name: str) -> list[float] | None:
@@ -27,7 +27,7 @@ def _list(text: str | None, kind: type) -> list | None:
         return None
     try:
         return [kind(eval_ratio(v) if kind is float else v) for v in text.split(",") if v.strip()]
-    except ValueError:
+    except (ValueError, ZeroDivisionError):
         fail(f"could not parse the list {text!r}")
 
 
@@ -41,17 +41,19 @@ def eval_ratio(v: str) -> float:
 
 
 def _read_config(path: Path) -> dict:
+    import tomllib
+
     if not path.is_file():
         fail(f"config file {path} does not exist")
-    text = path.read_text()
-    if path.suffix.lower() == ".toml":
-        import tomllib
-
-        return tomllib.loads(text)
+    kind = "TOML" if path.suffix.lower() == ".toml" else "JSON"
     try:
-        return json.loads(text)
-    except ValueError as e:
-        fail(f"config file {path} is not valid JSON: {e}")
+        text = path.read_text()
+        settings = tomllib.loads(text) if kind == "TOML" else json.loads(text)
+    except ValueError as e:  # TOMLDecodeError, JSONDecodeError, UnicodeDecodeError
+        fail(f"config file {path} is not valid {kind}: {e}")
+    if not isinstance(settings, dict):
+        fail(f"config file {path} must hold a table of settings, not a {type(settings).__name__}")
+    return settings
 
 
 @app.command()
@@ -62,7 +64,8 @@ def train(
     data: Path | None = typer.Option(None, help="Folder of training images (decoded once, kept in memory)."),
     val: Path | None = typer.Option(None, help="Folder of validation images (default: hold out --val-split images of --data)."),
     val_split: int | None = typer.Option(None, help="Images of --data held out for validation."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Run folder: log.jsonl, config.json, last.pt, best.pt."),
+    out: Path | None = typer.Option(None, "--output", "-o", help="Run folder: log.jsonl, config.json, last.pt, best.pt."),
+    out_alias: Path | None = typer.Option(None, "--out", hidden=True, help=OUT_ALIAS_HELP),
     patch: int | None = typer.Option(None, help="Training crop size in pixels."),
     batch: int | None = typer.Option(None, help="Patches per iteration (per process under torchrun)."),
     iters: int | None = typer.Option(None, help="Training iterations."),
@@ -75,6 +78,7 @@ def train(
     sigma_input: bool | None = typer.Option(None, help="Give the cell the noise level as an input map."),
     low_sigma: float | None = typer.Option(None, help="Fraction of samples with noise std in 0..5 gray levels."),
     channels_last: bool | None = typer.Option(None, help="NHWC activations (faster on CPU, esp. with --amp bf16)."),
+    init_from: Path | None = typer.Option(None, help="Start from these weights (.safetensors, run .pt); colour can start gray."),
     sigma_range: str | None = typer.Option(None, help="Noise std range LO:HI in gray levels (0..255), e.g. 0:75."),
     scales: str | None = typer.Option(None, help="Super-resolution scales, e.g. 2,3,4."),
     ensembles: str | None = typer.Option(None, help="Projection ensembles, e.g. gaussian,binary,fourier."),
@@ -86,7 +90,7 @@ def train(
     val_every: int | None = typer.Option(None, help="Validate and checkpoint every N iterations."),
     grad_checkpoint: bool | None = typer.Option(None, help="Recompute each step in backward (less memory)."),
     config: Path | None = typer.Option(None, help="JSON or TOML file of these settings; flags override it."),
-    resume: bool = typer.Option(False, help="Continue the run in --out from last.pt, bit for bit."),
+    resume: bool = typer.Option(False, help="Continue the run in --output from last.pt, bit for bit."),
     threads: int = typer.Option(0, help="CPU threads for torch (0: torch's default)."),
     time_limit: float = typer.Option(0, help="Stop cleanly (validate, checkpoint) after this many seconds; resume later."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
@@ -97,12 +101,14 @@ def train(
     from ..training import TrainConfig, command_line
     from ..training import train as run_training
 
+    out = output_alias(out, out_alias)
     settings = _read_config(config) if config else {}
     flags = {
         "task": task, "channels": channels, "data": str(data) if data else None, "val": str(val) if val else None,
         "val_split": val_split, "out": str(out) if out else None, "patch": patch, "batch": batch, "iters": iters,
         "steps": steps, "loss_weights": loss_weights, "lr": lr, "schedule": schedule, "arch": arch, "hidden": hidden,
         "sigma_input": sigma_input, "low_sigma": low_sigma, "channels_last": channels_last,
+        "init_from": str(init_from) if init_from else None,
         "sigma_range": _range(sigma_range, "--sigma-range"), "scales": _list(scales, int),
         "ensembles": _list(ensembles, str), "ratios": _list(ratios, float), "blur_range": _range(blur_range, "--blur-range"),
         "device": device, "amp": amp, "seed": seed, "val_every": val_every, "grad_checkpoint": grad_checkpoint,
@@ -148,7 +154,7 @@ def _progress(cfg, quiet: bool):
 @handle_errors
 def export(
     run: Path = typer.Argument(..., help="A run folder written by `rim train`."),
-    name: str = typer.Option(..., "--name", "-n", help="Model name in the manifest, e.g. rim-gray-denoise."),
+    name: str = typer.Option(..., "--name", help="Model name in the manifest, e.g. rim-gray-denoise."),
     checkpoint: str = typer.Option("best", help="best or last."),
     weights_dir: Path | None = typer.Option(None, help="Weights folder (default: your models folder, listed by `rim models`; "
                                                       "the repo's weights/ to bundle a model)."),
