@@ -31,11 +31,12 @@ import torch
 import torch.nn as nn
 
 from rimcli import baselines
+from rimcli.api import DEFAULT_STEPS
 from rimcli.benchmark import add_noise, machine_info
 from rimcli.inference import resolve_device, restore
 from rimcli.model import count_macs
 from rimcli.operators import Denoise
-from rimcli.weights import default_model, resolve
+from rimcli.weights import default_model, recorded_steps, resolve
 
 SIGMA = 25.0
 
@@ -99,7 +100,7 @@ def cpu_table(args: argparse.Namespace) -> list[dict]:
         y = _batch(noisy)
         name = (args.model_gray if channels == 1 else args.model_rgb) or default_model("denoise", channels)
         model, entry = resolve(name)
-        steps = args.steps or (entry.default_steps if entry else 10)
+        steps = args.steps or recorded_steps(name, entry) or DEFAULT_STEPS
         sec = median_seconds(lambda m=model, y=y, s=steps: restore(y, Denoise(), SIGMA / 255, m, s, device="cpu"),
                              args.repeats, dev)
         gflop = 2 * count_macs(model, *clean.shape[:2]) * steps / 1e9
@@ -131,7 +132,7 @@ def gpu_table(args: argparse.Namespace, device: torch.device) -> list[dict]:
         y = _batch(make_image(args.height, args.width, channels), args.batch).to(device)
         name = (args.model_gray if channels == 1 else args.model_rgb) or default_model("denoise", channels)
         model, entry = resolve(name)
-        steps = args.steps or (entry.default_steps if entry else 10)
+        steps = args.steps or recorded_steps(name, entry) or DEFAULT_STEPS
         net = dncnn(channels).to(device)
         for precision, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
             sec = median_seconds(lambda m=model, y=y, s=steps, p=precision: restore(y, Denoise(), SIGMA / 255, m, s,

@@ -3,11 +3,14 @@
 
     python scripts/make_benchmarks_md.py runs/bench            # every results.json (and speed.json) below
     python scripts/make_benchmarks_md.py runs/bench --no-readme
+    python scripts/make_benchmarks_md.py runs/bench/sr --update   # replace only what was re-run
 
 Every figure comes from a results.json that `rim benchmark` wrote or a speed.json that
 `scripts/bench_speed.py --json` wrote; nothing is typed in. Each section names its command,
 machine and date. The README's table sits between `<!-- bench:start -->` and `<!-- bench:end -->`;
-nothing else in the README is touched.
+nothing else in the README is touched. With `--update`, the files keep everything that was not
+re-run: each summary row whose set and setting were re-run, and each section with the same heading,
+is replaced by the new one (new ones are added).
 """
 
 from __future__ import annotations
@@ -138,6 +141,66 @@ def build(folder: Path) -> tuple[str, str]:
     return "\n".join(body).rstrip() + "\n", readme_table
 
 
+def _row_key(line: str) -> tuple[str, str]:
+    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    return cells[0], cells[1]
+
+
+def merge_rows(old: list[str], new: list[str]) -> list[str]:
+    """Table body rows: each new row replaces the old one with its (set, setting); rows for a new
+    setting follow the last row of their set (or end the table)."""
+    out = list(old)
+    for row in new:
+        keys = [_row_key(r) for r in out]
+        if _row_key(row) in keys:
+            out[keys.index(_row_key(row))] = row
+            continue
+        same_set = [i for i, k in enumerate(keys) if k[0] == _row_key(row)[0]]
+        out.insert(same_set[-1] + 1 if same_set else len(out), row)
+    return out
+
+
+def _split_table(text: str, header: str) -> tuple[str, list[str], str]:
+    """(before the table, its body rows, after it), the table found by its header line."""
+    start = text.index(header)
+    lines = text[start:].split("\n")
+    n = next((i for i, ln in enumerate(lines) if not ln.startswith("|")), len(lines))
+    return text[:start], lines[2:n], "\n".join(lines[n:])
+
+
+def _sections(text: str) -> list[str]:
+    return ["## " + part for part in text.split("\n## ")[1:]]
+
+
+def update(existing: str, folder: Path) -> tuple[str, list[str]]:
+    """BENCHMARKS.md with the reports and speed tables under `folder` merged in, and the new
+    whole-set summary rows (for the README)."""
+    new_md, _ = build(folder)
+    found = reports(folder)
+    header = headline([]).split("\n")[0]
+    pre, rows, post = _split_table(existing, header)
+    new_rows = headline(found).split("\n")[2:] if found else []
+    text = pre + "\n".join([*headline([]).split("\n"), *merge_rows(rows, new_rows)]) + "\n" + post
+    head, *old_sections = text.split("\n## Summary", 1)[0], *_sections(text)
+    sections = {s.split("\n", 1)[0]: s for s in old_sections}
+    for s in _sections(new_md):
+        if not s.startswith("## Summary"):
+            sections[s.split("\n", 1)[0]] = s.rstrip() + "\n"
+    body = head.rstrip() + "\n\n" + "\n".join(s if s.endswith("\n") else s + "\n" for s in sections.values())
+    return body.rstrip() + "\n", headline(found, whole_sets_only=True).split("\n")[2:] if found else []
+
+
+def update_readme_rows(readme: Path, rows: list[str]) -> bool:
+    text = readme.read_text()
+    if START not in text or END not in text:
+        return False
+    pre, rest = text.split(START, 1)
+    table, post = rest.split(END, 1)
+    lines = [ln for ln in table.strip().split("\n") if ln.startswith("|")]
+    readme.write_text(f"{pre}{START}\n" + "\n".join([*lines[:2], *merge_rows(lines[2:], rows)]) + f"\n{END}{post}")
+    return True
+
+
 def update_readme(readme: Path, table: str) -> bool:
     text = readme.read_text()
     if START not in text or END not in text:
@@ -154,7 +217,15 @@ def main() -> None:
     ap.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
     ap.add_argument("--readme", type=Path, default=ROOT / "README.md")
     ap.add_argument("--no-readme", action="store_true", help="leave the README alone")
+    ap.add_argument("--update", action="store_true", help="merge into the existing files instead of rewriting them")
     a = ap.parse_args()
+    if a.update:
+        text, rows = update(a.output.read_text(), a.folder)
+        a.output.write_text(text)
+        print(f"updated {a.output}")
+        if not a.no_readme and not update_readme_rows(a.readme, rows):
+            print(f"{a.readme} has no {START} ... {END} markers; left it alone")
+        return
     text, table = build(a.folder)
     a.output.write_text(text)
     print(f"wrote {a.output}")

@@ -264,6 +264,20 @@ def test_make_benchmarks_md(tiny_weights: Path, tmp_path: Path) -> None:
     assert readme.read_text() == f"intro\n{mk.START}\n{table}\n{mk.END}\nrest\n"
     readme.write_text("no markers\n")
     assert not mk.update_readme(readme, table) and readme.read_text() == "no markers\n"
+    # --update: what was re-run replaces its row and section; everything else stays
+    old_row = "| bsd68 | sigma=25 | 68 | old-model (T=9) 1.00 / 0.1000 | - | 9.99 |"
+    kept_row = "| set5 | x2 | 5 | rim-sr (T=6) 35.97 / 0.9495 | bicubic 33.65 / 0.9293 | 4.36 |"
+    header = table.split("\n")[:2]
+    existing = "\n".join([mk.INTRO, "## Summary", "", *header, old_row, kept_row, "",
+                          "## bsd68 (bsd68)", "", "old section", "", "## set5 (set5)", "", "kept section", ""])
+    merged, rows = mk.update(existing, tmp_path / "runs")
+    assert old_row not in merged and kept_row in merged and "kept section" in merged and "old section" not in merged
+    assert merged.count("| bsd68 | sigma=25 |") == 1 and merged.count("## bsd68 (bsd68)") == 1
+    assert "- command: `rim benchmark bsd68" in merged and merged.index("| bsd68 |") < merged.index("| set5 |")
+    readme.write_text(f"intro\n{mk.START}\n" + "\n".join([*header, kept_row]) + f"\n{mk.END}\nrest\n")
+    assert mk.update_readme_rows(readme, ["| bsd68 | sigma=50 | 68 | new |  |  |", kept_row.replace("35.97", "36.50")])
+    assert readme.read_text().count("| set5 | x2 |") == 1 and "36.50" in readme.read_text()
+    assert "| bsd68 | sigma=50 | 68 | new |" in readme.read_text() and readme.read_text().endswith(f"{mk.END}\nrest\n")
 
 
 def test_bench_speed_script(tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

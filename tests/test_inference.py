@@ -182,3 +182,81 @@ def test_precision_names() -> None:
     assert resolve_precision("auto", cpu) is None
     with pytest.raises(ValueError, match="unknown precision"):
         resolve_precision("int8", cpu)
+
+
+# ------------------------------------------------------------------- low-noise guard (SURE)
+
+
+def _photo_like(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
+    """Smooth shapes plus fine texture in [0.1, 0.9]: detail that a smoother destroys."""
+    g = torch.Generator().manual_seed(seed)
+    h, w = shape[-2:]
+    yy, xx = torch.meshgrid(torch.linspace(0, 6, h), torch.linspace(0, 6, w), indexing="ij")
+    base = 0.5 + 0.25 * torch.sin(xx + 0.5 * yy) * torch.cos(0.7 * yy)
+    return (base + 0.15 * (torch.rand(shape, generator=g) - 0.5)).clamp(0.1, 0.9)
+
+
+def _box3(y: torch.Tensor) -> torch.Tensor:
+    """3x3 mean with circular padding: a linear smoother whose divergence is exactly N / 9."""
+    c = y.shape[1]
+    k = torch.full((c, 1, 3, 3), 1 / 9)
+    return torch.nn.functional.conv2d(torch.nn.functional.pad(y, (1, 1, 1, 1), mode="circular"), k, groups=c)
+
+
+@pytest.mark.parametrize("sigma_gray", [1.0, 5.0, 25.0])
+def test_sure_blend_picks_the_oracle_blend_of_a_smoother(sigma_gray: float) -> None:
+    """With the truth known, the MSE-best blend a* = <x - y, r> / |r|^2 can be computed; SURE must
+    find it without the truth, beat the input, and beat the smoother wherever a* < 1."""
+    sigma = sigma_gray / 255
+    x = _photo_like((2, 1, 128, 128))
+    y = x + sigma * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    probe, eps = inference.sure_probe(y, torch.full((2,), sigma))
+    out, a = inference.sure_blend(y, _box3(y), _box3(y + eps * probe), probe, eps, torch.full((2,), sigma))
+    r = _box3(y) - y
+    oracle = ((x - y) * r).sum((1, 2, 3)) / (r * r).sum((1, 2, 3))
+    torch.testing.assert_close(a, oracle.clamp(0, 1), atol=0.03, rtol=0)
+    mse = ((out - x) ** 2).mean((1, 2, 3))
+    assert (mse <= ((y - x) ** 2).mean((1, 2, 3))).all()
+    assert (mse <= ((_box3(y) - x) ** 2).mean((1, 2, 3)) * 1.001).all()
+
+
+def test_sure_probe_estimates_the_divergence() -> None:
+    y = torch.rand(1, 3, 64, 64)
+    probe, eps = inference.sure_probe(y, torch.tensor([2 / 255]))
+    div = (probe * (_box3(y + eps * probe) - _box3(y)) / eps).sum()
+    assert abs(float(div) / (y.numel() / 9) - 1) < 0.02
+
+
+def test_sigma_zero_denoising_returns_the_input() -> None:
+    y = _photo_like((1, 3, 20, 24))
+    out = restore(y, Denoise(), 0.0, _model(channels=3, gain=3.0), steps=3, return_steps=True, device="cpu")
+    assert torch.equal(out.image, y) and len(out.steps) == 3 and all(torch.equal(s, y) for s in out.steps)
+
+
+def test_a_bad_denoiser_cannot_make_light_noise_worse() -> None:
+    """An untrained RIM scrambles a lightly noisy image; the guard pulls every step back to at
+    least the input's quality."""
+    x = _photo_like((1, 1, 96, 96))
+    sigma = 2 / 255
+    y = x + sigma * torch.randn(x.shape, generator=torch.Generator().manual_seed(2))
+    model = _model(gain=3.0)
+
+    def mse(t: torch.Tensor) -> float:
+        return float(((t - x) ** 2).mean())
+
+    raw = restore(y, Denoise(), sigma, model, steps=3, device="cpu", sure=False).image
+    guarded = restore(y, Denoise(), sigma, model, steps=3, return_steps=True, device="cpu")
+    assert mse(raw) > 2 * mse(y)  # the model alone does harm
+    assert all(mse(s) <= mse(y) * 1.01 for s in guarded.steps)
+
+
+def test_the_guard_keeps_tiling_exact_and_stays_out_above_its_band() -> None:
+    y = _measure(Denoise(), (1, 1, 40, 36), sigma=3 / 255)
+    model = _model(gain=2.0)
+    whole = restore(y, Denoise(), 3 / 255, model, steps=2, device="cpu")
+    tiled = restore(y, Denoise(), 3 / 255, model, steps=2, tile=16, device="cpu")
+    torch.testing.assert_close(tiled.image, whole.image, atol=1e-5, rtol=0)
+    above = inference.SURE_MAX_SIGMA * 1.5 / 255
+    torch.testing.assert_close(restore(y, Denoise(), above, model, steps=2, device="cpu").image,
+                               restore(y, Denoise(), above, model, steps=2, device="cpu", sure=False).image,
+                               atol=0, rtol=0)

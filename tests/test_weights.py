@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import TINY_MODELS
-from rimcli import weights
+from rimcli import api, weights
 from rimcli.inference import unroll
 from rimcli.model import RIM, RIMConfig
 from rimcli.operators import Denoise
@@ -190,3 +190,20 @@ def test_corrupt_manifest_raises_weights_error(weights_copy: Path, text: str) ->
     (weights_copy / "manifest.json").write_text(text)
     with pytest.raises(WeightsError, match="corrupt weights manifest"):
         read_manifest()
+
+
+@pytest.mark.parametrize("metadata, steps", [({"default_steps": 4, "tasks": ["denoise"]}, 4), ({"default_steps": 2}, 2),
+                                             ({"training": {"steps": 6}}, 6), ({}, None)])
+def test_recorded_steps_of_a_file(tmp_path: Path, metadata: dict, steps: int | None) -> None:
+    """The one lookup of a model's inference steps: default_steps, else the training horizon."""
+    path = tmp_path / "m.safetensors"
+    save_model(RIM(RIMConfig(channels=1, hidden=8)), path, metadata)
+    _, entry = resolve(str(path))
+    assert weights.recorded_steps(str(path), entry) == steps
+    api._CACHE.clear()  # the API runs a file by path with the same steps as `rim benchmark`
+    assert api.load_model(str(path)).default_steps == (steps or api.DEFAULT_STEPS)
+
+
+def test_recorded_steps_of_a_bundled_model(tiny_weights: Path) -> None:
+    _, entry = resolve("rim-gray-denoise")
+    assert weights.recorded_steps("rim-gray-denoise", entry) == entry.default_steps == 3

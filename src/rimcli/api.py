@@ -65,7 +65,12 @@ class LoadedModel:
 
     @property
     def default_steps(self) -> int:
-        return self.entry.default_steps if self.entry else DEFAULT_STEPS
+        """The steps the model records (as `rim benchmark` reads them), else DEFAULT_STEPS."""
+        from .weights import recorded_steps
+
+        if self.entry is None and not Path(self.name).is_file():  # a RIM object handed in
+            return DEFAULT_STEPS
+        return recorded_steps(self.name, self.entry) or DEFAULT_STEPS
 
     @property
     def tasks(self) -> list[str]:

@@ -82,28 +82,20 @@ def load_models(names: list[str], task: str, channels: int, steps: int | None, m
                 curve_default: int | None = None) -> list[ModelSpec]:
     """Resolve models (bundled names or .safetensors paths) with their step counts.
 
-    Headline steps: `steps`, else the manifest's default_steps (or the file's metadata). Curve:
+    Headline steps: `steps`, else those the model records (`weights.recorded_steps`). Curve:
     `max_steps`, else `curve_default`, else twice the training horizon, else twice the steps."""
-    from .weights import default_model, file_metadata, resolve, sha256
+    from .weights import default_model, recorded_steps, resolve, sha256, training_horizon
 
     names = list(names) or [default_model(task, channels)]
     specs: list[ModelSpec] = []
     for name in names:
         rim, entry = resolve(name)
-        if entry is not None:
-            digest, default_steps, training = entry.sha256, entry.default_steps, entry.training or {}
-            label = entry.name
-        else:
-            path = Path(name)
-            digest = sha256(path)
-            meta = file_metadata(path)
-            default_steps = meta.get("default_steps")
-            training = meta.get("training") if isinstance(meta.get("training"), dict) else {}
-            label = path.stem
+        label = entry.name if entry is not None else Path(name).stem
+        digest = entry.sha256 if entry is not None else sha256(Path(name))
         if task not in (entry.tasks if entry else [task]):
             raise BenchmarkError(f"model {label} is not trained for {task} (it serves: {', '.join(entry.tasks)})")
-        horizon = training.get("steps") if isinstance(training.get("steps"), int) else None
-        t = steps or default_steps or horizon
+        horizon = training_horizon(name, entry)
+        t = steps or recorded_steps(name, entry)
         if not t:
             raise BenchmarkError(f"model {label} records no default steps; pass --steps")
         t_max = max_steps or curve_default or 2 * (horizon or t)

@@ -25,7 +25,7 @@ import torch.nn as nn
 
 from .errors import RimError
 from .inference import resolve_device, unroll
-from .io import EXTENSIONS
+from .io import EXTENSIONS, read_image, to_float
 from .model import RIM, RIMConfig, transfer_weights
 from .operators import ENSEMBLES, Blur, Denoise, Downsample, LinearOperator, RandomProjection, gaussian_kernel
 from .runtime import tune_allocator
@@ -170,18 +170,39 @@ def list_images(folder: Path) -> list[Path]:
     return files
 
 
-def load_images(files: list[Path], channels: int) -> list[torch.Tensor]:
-    """Decode once into memory as uint8 (C, H, W) tensors; gray uses ITU-R 601 luma (PIL 'L')."""
-    from PIL import Image
+#: ITU-R 601 luma weights in 1/65536: integer arithmetic gives PIL's 'L' exactly on 8-bit images
+_LUMA = np.array([19595, 38470, 7471], dtype=np.uint32)
 
-    out = []
-    for f in files:
-        with Image.open(f) as im:
-            im = im.convert("L" if channels == 1 else "RGB")
-            a = np.array(im, dtype=np.uint8)
-        a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
-        out.append(torch.from_numpy(np.ascontiguousarray(a)))
-    return out
+
+def load_images(files: list[Path], channels: int) -> list[torch.Tensor]:
+    """Decode once into memory as (C, H, W) tensors with `io.read_image`, as every other reader
+    does: 8-bit images as uint8, 16-bit and float ones as float32 in [0, 1] (4x the memory, but
+    their precision kept). Alpha is dropped; gray is ITU-R 601 luma; gray repeats into RGB."""
+    return [torch.from_numpy(_planes(read_image(f).data, channels)) for f in files]
+
+
+def _planes(a: np.ndarray, channels: int) -> np.ndarray:
+    """HxW or HxWx3 -> writable (channels, H, W): uint8 kept, other types as float32 in [0, 1]."""
+    if channels == 1 and a.ndim == 3:
+        a = _gray(a)
+    if a.dtype != np.uint8:
+        a = to_float(a)
+    a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+    if a.shape[0] < channels:
+        a = np.repeat(a, channels, axis=0)
+    return np.require(a, requirements=["C", "W"])  # Pillow's arrays are read-only; torch wants writable
+
+
+def _gray(a: np.ndarray) -> np.ndarray:
+    """Luma of HxWx3: uint8 in integer arithmetic (what training always used), else float32 in [0, 1]."""
+    if a.dtype == np.uint8:
+        return ((a.astype(np.uint32) @ _LUMA + 0x8000) >> 16).astype(np.uint8)
+    return to_float(a) @ (_LUMA / 65536.0).astype(np.float32)
+
+
+def _unit(t: torch.Tensor) -> torch.Tensor:
+    """A stored image or crop as float32 in [0, 1] (uint8 ones scaled, float ones as they are)."""
+    return t.float().div_(255.0) if t.dtype == torch.uint8 else t.float()
 
 
 class PatchSampler:
@@ -208,7 +229,7 @@ class PatchSampler:
                 crop = crop.flip(-1)
             crop = torch.rot90(crop, self._randint(4), dims=(-2, -1))
             out.append(crop)
-        return torch.stack(out).float().div_(255.0)
+        return torch.stack([_unit(c) for c in out])
 
 
 def _uniform(lo: float, hi: float, n: int, g: torch.Generator) -> torch.Tensor:
@@ -319,7 +340,7 @@ def _val_batch(cfg: TrainConfig, images: list[torch.Tensor]) -> torch.Tensor:
             raise TrainError(f"validation images must be at least {c}px on each side")
         top, left = (h - c) // 2, (w - c) // 2
         crops.append(im[:, top : top + c, left : left + c])
-    return torch.stack(crops).float() / 255.0
+    return torch.stack([_unit(c) for c in crops])
 
 
 def _val_operator(s: dict, n: int) -> tuple[LinearOperator, float]:

@@ -161,6 +161,21 @@ def entry_from_file(path: Path, model: RIM) -> ModelEntry | None:
                       description=str(meta.get("description", "")), training=training if isinstance(training, dict) else {})
 
 
+def training_horizon(name: str, entry: ModelEntry | None) -> int | None:
+    """The unrolled steps T a model was trained with (`resolve`'s name and entry: the entry's
+    training record, else the file's metadata); None if not recorded."""
+    training = entry.training if entry is not None else file_metadata(Path(name)).get("training")
+    t = training.get("steps") if isinstance(training, dict) else None
+    return t if isinstance(t, int) and t > 0 else None
+
+
+def recorded_steps(name: str, entry: ModelEntry | None) -> int | None:
+    """The inference steps a model records: its default_steps (the entry's, else the file's
+    metadata), else its training horizon; None if it records neither."""
+    steps = entry.default_steps if entry is not None else file_metadata(Path(name)).get("default_steps")
+    return steps if isinstance(steps, int) and steps > 0 else training_horizon(name, entry)
+
+
 def resolve(name_or_path: str) -> tuple[RIM, ModelEntry | None]:
     """A bundled model by manifest name, or any .safetensors file by path."""
     p = Path(name_or_path)

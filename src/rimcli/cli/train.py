@@ -56,9 +56,32 @@ def _read_config(path: Path) -> dict:
     return settings
 
 
+#: `rim train` options that steer the run rather than set a TrainConfig field (every other option
+#: is named after the field it sets; tests/test_train_settings.py checks both ways)
+RUN_OPTIONS = ("out_alias", "config", "resume", "threads", "time_limit", "quiet")
+#: list-valued settings whose flags take text: LO:HI ranges, and comma lists of these types
+_RANGES = ("sigma_range", "blur_range")
+_LISTS = {"scales": int, "ensembles": str, "ratios": float}
+
+
+def _setting(name: str, value: object) -> object:
+    """A flag's value as TrainConfig holds it: lists parsed from their text, paths as strings."""
+    if name in _RANGES:
+        return _range(value, "--" + name.replace("_", "-"))
+    if name in _LISTS:
+        return _list(value, _LISTS[name])
+    return str(value) if isinstance(value, Path) else value
+
+
+def flag_settings(params: dict, fields: set[str]) -> dict:
+    """The TrainConfig settings given as flags (None: not given, so a --config file's value stands)."""
+    return {name: _setting(name, value) for name, value in params.items() if name in fields and value is not None}
+
+
 @app.command()
 @handle_errors
 def train(
+    ctx: typer.Context,
     task: str | None = typer.Option(None, help="denoise, superres, cs, 3task or deblur; a comma list trains one model."),
     channels: int | None = typer.Option(None, help="1 (gray) or 3 (RGB)."),
     data: Path | None = typer.Option(None, help="Folder of training images (decoded once, kept in memory)."),
@@ -73,6 +96,8 @@ def train(
     loss_weights: str | None = typer.Option(None, help="equal (the paper) or increasing weights over steps."),
     lr: float | None = typer.Option(None, help="Adam learning rate."),
     schedule: str | None = typer.Option(None, help="cosine or constant (after a linear warm-up)."),
+    warmup: int | None = typer.Option(None, help="Iterations of the linear learning-rate warm-up."),
+    grad_clip: float | None = typer.Option(None, help="Largest gradient norm; larger gradients are scaled down."),
     arch: str | None = typer.Option(None, help="rim (default), msrim (multi-scale), gdn or ffn (the paper's ablations), paper."),
     hidden: int | None = typer.Option(None, help="Feature width of the RIM cell."),
     sigma_input: bool | None = typer.Option(None, help="Give the cell the noise level as an input map."),
@@ -86,8 +111,12 @@ def train(
     blur_range: str | None = typer.Option(None, help="Gaussian blur std range LO:HI in pixels (deblur)."),
     device: str | None = typer.Option(None, help="auto, cpu, cuda or cuda:N."),
     amp: str | None = typer.Option(None, help="off, bf16 or fp16 autocast."),
+    compile: bool | None = typer.Option(None, help="torch.compile the RIM cell (faster on GPU after a slow first step)."),
     seed: int | None = typer.Option(None, help="Seed of initial weights, data order, noise and operators."),
     val_every: int | None = typer.Option(None, help="Validate and checkpoint every N iterations."),
+    log_every: int | None = typer.Option(None, help="Log the mean loss and patches/s every N iterations."),
+    val_images: int | None = typer.Option(None, help="Validation images used (at most)."),
+    val_crop: int | None = typer.Option(None, help="Side in pixels of the centre crop validated in each image."),
     grad_checkpoint: bool | None = typer.Option(None, help="Recompute each step in backward (less memory)."),
     config: Path | None = typer.Option(None, help="JSON or TOML file of these settings; flags override it."),
     resume: bool = typer.Option(False, help="Continue the run in --output from last.pt, bit for bit."),
@@ -96,6 +125,8 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Train a RIM: random crops, corruption simulated on the fly, loss summed over all steps."""
+    import dataclasses
+
     import torch
 
     from ..training import TrainConfig, command_line
@@ -103,17 +134,8 @@ def train(
 
     out = output_alias(out, out_alias)
     settings = _read_config(config) if config else {}
-    flags = {
-        "task": task, "channels": channels, "data": str(data) if data else None, "val": str(val) if val else None,
-        "val_split": val_split, "out": str(out) if out else None, "patch": patch, "batch": batch, "iters": iters,
-        "steps": steps, "loss_weights": loss_weights, "lr": lr, "schedule": schedule, "arch": arch, "hidden": hidden,
-        "sigma_input": sigma_input, "low_sigma": low_sigma, "channels_last": channels_last,
-        "init_from": str(init_from) if init_from else None,
-        "sigma_range": _range(sigma_range, "--sigma-range"), "scales": _list(scales, int),
-        "ensembles": _list(ensembles, str), "ratios": _list(ratios, float), "blur_range": _range(blur_range, "--blur-range"),
-        "device": device, "amp": amp, "seed": seed, "val_every": val_every, "grad_checkpoint": grad_checkpoint,
-    }
-    settings.update({k: v for k, v in flags.items() if v is not None})
+    # the setting parameters above are read here, by name: each is named after its TrainConfig field
+    settings.update(flag_settings({**ctx.params, "out": out}, {f.name for f in dataclasses.fields(TrainConfig)}))
     if not settings.get("data"):
         fail("--data is required (a folder of training images)")
     cfg = TrainConfig.from_dict(settings)
