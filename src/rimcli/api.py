@@ -21,8 +21,10 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
+from . import tasks
 from .errors import InputError, RestoreError
 from .io import from_float, to_float
+from .tasks import DEFAULT_SIGMA, ENSEMBLES, SR_SCALES, TASKS, fit_channels, pad_to_blocks, sr_crop, sr_crop_size
 
 if TYPE_CHECKING:
     import torch
@@ -31,12 +33,9 @@ if TYPE_CHECKING:
     from .operators import LinearOperator
     from .weights import ModelEntry
 
-TASKS = ("denoise", "superres", "deblur", "cs")
-SCALES = (2, 3, 4)
-ENSEMBLES = ("gaussian", "binary", "fourier")
+#: TASKS, ENSEMBLES and DEFAULT_SIGMA (the noise std assumed when none is given) come from `tasks`
+SCALES = SR_SCALES
 DEFAULT_STEPS = 8
-#: measurement-noise std (0..255) when none is given
-DEFAULT_SIGMA = {"denoise": 25.0, "superres": 0.0, "deblur": 1.0, "cs": 0.0}
 #: largest noise std accepted (0..255 scale): beyond the full gray range nothing is left to restore
 MAX_SIGMA = 255.0
 #: largest Gaussian blur std accepted, in pixels (the kernel spans +-3 std; 1e9 would exhaust memory)
@@ -127,6 +126,12 @@ def _get_model(model: ModelLike, task: str, channels: int) -> LoadedModel:
 # --------------------------------------------------------------------------- problem and options
 
 
+def _or_list(values: tuple) -> str:
+    """(2, 3, 4) -> '2, 3 or 4'."""
+    *head, last = (str(v) for v in values)
+    return f"{', '.join(head)} or {last}" if head else last
+
+
 @dataclass
 class Problem:
     """What to reconstruct. `sigma` is the measurement-noise std on the 0..255 scale (None: the
@@ -149,7 +154,7 @@ class Problem:
             raise InputError(f"unknown task {self.task!r}; choose from {', '.join(TASKS)}")
         self._check_sigma()
         if self.task == "superres" and self.scale not in SCALES:
-            raise InputError(f"unsupported scale {self.scale}; choose 2, 3 or 4")
+            raise InputError(f"unsupported scale {self.scale}; choose {_or_list(SCALES)}")
         if self.task == "deblur":
             if (self.kernel is None) == (self.blur_sigma is None):
                 raise InputError("deblur needs exactly one of a kernel (--kernel) or a Gaussian blur sigma (--blur-sigma)")
@@ -177,18 +182,15 @@ class Problem:
         return self.simulate or self.task == "cs"
 
     def operator(self) -> LinearOperator:
-        from . import operators as ops
-
         if self.task == "denoise":
-            return ops.Denoise()
+            return tasks.denoise_operator()
         if self.task == "superres":
-            return ops.Downsample(self.scale)
+            return tasks.superres_operator(self.scale)
         if self.task == "deblur":
             if self.blur_sigma is not None:
-                return ops.Blur.gaussian(self.blur_sigma)
-            kernel = self.kernel if isinstance(self.kernel, np.ndarray) else ops.load_kernel(self.kernel)
-            return ops.Blur(kernel)
-        return ops.RandomProjection(self.ensemble, self.ratio, self.seed)
+                return tasks.deblur_operator(self.blur_sigma)
+            return tasks.kernel_operator(self.kernel)
+        return tasks.cs_operator(self.ensemble, self.ratio, self.seed)
 
     def describe(self) -> dict[str, Any]:
         d: dict[str, Any] = {"task": self.task, "sigma": self.sigma, "seed": self.seed, "simulate": self.simulated}
@@ -340,29 +342,14 @@ def _measure(problem: Problem, op: LinearOperator, x: np.ndarray, sigma: float) 
     if not problem.simulated:
         return _tensor(x), None
     truth, source = x, x
-    if problem.task == "superres":  # the image must be a whole number of LR pixels
-        s = problem.scale
-        truth = source = x[: x.shape[0] - x.shape[0] % s, : x.shape[1] - x.shape[1] % s]
-        if truth.size == 0:
-            raise InputError(f"image is smaller than the scale {s}")
-    if problem.task == "cs":  # whole 32x32 blocks; reflected so the padding looks like image
-        p = op.patch
-        source = np.pad(x, ((0, -x.shape[0] % p), (0, -x.shape[1] % p), (0, 0)), mode="symmetric")
+    if problem.task == "superres":
+        truth = source = sr_crop(x, problem.scale)
+    if problem.task == "cs":  # run() crops the result back to the image
+        source = pad_to_blocks(x, op.patch)
     import torch
 
     generator = torch.Generator().manual_seed(int(problem.seed))
     return op.measure(_tensor(source), sigma / 255.0, generator), truth
-
-
-def _adapt(y: torch.Tensor, model_channels: int) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
-    """Fit the image's channels to the model's: a gray model runs on each colour channel (as a
-    batch); an RGB model runs on the gray image replicated to 3 channels, then averaged."""
-    c = y.shape[1]
-    if c == model_channels:
-        return y, lambda t: t
-    if model_channels == 1:
-        return y.transpose(0, 1).contiguous(), lambda t: t.transpose(0, 1)
-    return y.expand(-1, model_channels, *y.shape[2:]).contiguous(), lambda t: t.mean(1, keepdim=True)
 
 
 def auto_tile(batch: int, height: int, width: int, hidden: int) -> int:
@@ -378,7 +365,7 @@ def _reconstruct(
 
     from .inference import restore
 
-    batch, merge = _adapt(y, loaded.channels)
+    batch, merge = fit_channels(y, loaded.channels)
     tile = options.tile
     if tile is None:
         h, w = op.x_shape(batch.shape)[-2:]
@@ -436,12 +423,11 @@ def _as_saved(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
 def _score(a: np.ndarray, truth: np.ndarray, problem: Problem, with_ssim: bool = True) -> dict[str, float | None]:
     """PSNR/SSIM on 0..255: on MATLAB's Y with `scale` pixels shaved for super-resolution (the
     published protocol), on all channels of the whole image otherwise."""
-    from .metrics import psnr, rgb2y, shave, ssim
+    from .metrics import psnr, sr_y, ssim
 
     a, b = a.astype(np.float64) * 255.0, truth.astype(np.float64) * 255.0
     if problem.task == "superres":
-        a, b = (rgb2y(v) if v.shape[2] == 3 else v[..., 0] for v in (a, b))
-        a, b = shave(a, problem.scale), shave(b, problem.scale)
+        a, b = sr_y(a, problem.scale), sr_y(b, problem.scale)
     elif a.shape[2] == 1:
         a, b = a[..., 0], b[..., 0]
     result: dict[str, float | None] = {"psnr": psnr(a, b)}
@@ -459,7 +445,7 @@ def output_shape(img: np.ndarray, problem: Problem) -> tuple[int, int, int]:
     if problem.task != "superres":
         return h, w, c
     s = problem.scale
-    return (h - h % s, w - w % s, c) if problem.simulated else (h * s, w * s, c)
+    return (*sr_crop_size(h, w, s), c) if problem.simulated else (h * s, w * s, c)
 
 
 def check_reference(reference: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -540,7 +526,7 @@ def _call(img: np.ndarray, problem: Problem, model: ModelLike, return_steps: boo
 
 def denoise(
     img: np.ndarray,
-    sigma: float | str = 25.0,
+    sigma: float | str = DEFAULT_SIGMA["denoise"],
     *,
     model: ModelLike = None,
     steps: int | None = None,
@@ -564,7 +550,7 @@ def superres(
     img: np.ndarray,
     scale: int = 3,
     *,
-    sigma: float = 0.0,
+    sigma: float = DEFAULT_SIGMA["superres"],
     model: ModelLike = None,
     steps: int | None = None,
     device: str = "auto",
@@ -586,7 +572,7 @@ def deblur(
     img: np.ndarray,
     blur_sigma: float | None = None,
     kernel: np.ndarray | str | os.PathLike | None = None,
-    sigma: float = 1.0,
+    sigma: float = DEFAULT_SIGMA["deblur"],
     *,
     model: ModelLike = None,
     steps: int | None = None,
@@ -609,7 +595,7 @@ def cs(
     img: np.ndarray,
     ensemble: str = "gaussian",
     ratio: float = 0.25,
-    sigma: float = 0.0,
+    sigma: float = DEFAULT_SIGMA["cs"],
     seed: int = 0,
     *,
     model: ModelLike = None,

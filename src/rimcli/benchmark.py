@@ -38,19 +38,20 @@ import numpy as np
 from . import baselines, datasets
 from .errors import RimError
 from .io import write_bytes
-from .metrics import psnr, sr_metrics, ssim, to_uint8_scale
+from .metrics import psnr, sr_metrics, sr_psnr, ssim, to_uint8_scale
+from .tasks import CS_BLOCK, DENOISE_TEST_SIGMAS, cs_operator, denoise_operator, fit_channels, superres_operator
 
 DENOISE_SETS = ("bsd68", "cbsd68", "set12")
 SR_SETS = ("set5", "set14", "b100")
 PROJECTIONS = "projections"
 BENCHMARKS = DENOISE_SETS + SR_SETS + (PROJECTIONS,)
 
-DEFAULT_SIGMAS = (15.0, 25.0, 50.0)
+DEFAULT_SIGMAS = DENOISE_TEST_SIGMAS
 #: measurement noise std for projections, on the [0,1] scale (2.55 on the 0..255 scale)
 DEFAULT_CS_SIGMA = 0.01
 DEFAULT_PATCHES = 5000
 CS_MAX_STEPS = 50
-PATCH = 32
+PATCH = CS_BLOCK
 
 Progress = Callable[[str, int, int], None]
 
@@ -110,20 +111,13 @@ def load_models(names: list[str], task: str, channels: int, steps: int | None, m
 
 
 def _to_batch(img: np.ndarray, model_channels: int):  # noqa: ANN202 - (tensor, inverse)
-    """HxW(xC) array -> (B, C, H, W) tensor fitting the model, and the map back.
-
-    A gray image meets a colour model replicated (output: channel mean); a colour image meets
-    a gray model one channel per batch item."""
+    """HxW(xC) array -> (B, C, H, W) tensor fitting the model, and the map back (as `rim
+    restore` fits them: `tasks.fit_channels`)."""
     import torch
 
     t = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))
     t = t[None, None] if t.ndim == 2 else t.permute(2, 0, 1)[None]
-    c = t.shape[1]
-    if c == model_channels:
-        return t, lambda o: o
-    if c == 1:
-        return t.expand(-1, model_channels, -1, -1).contiguous(), lambda o: o.mean(1, keepdim=True)
-    return t.permute(1, 0, 2, 3).contiguous(), lambda o: o.permute(1, 0, 2, 3)
+    return fit_channels(t, model_channels)
 
 
 def _from_batch(t) -> np.ndarray:  # noqa: ANN001 - a torch tensor
@@ -238,20 +232,16 @@ def run_denoise(
 
 
 def _warm_denoise(img_u8: np.ndarray, specs: list[ModelSpec], funcs: dict, device: str) -> None:
-    from .operators import Denoise
-
     crop = img_u8[:64, :64] / 255.0
     for spec in specs:
         run_rim(ModelSpec(**{**spec.to_dict(), "steps": 1, "max_steps": 1}, model=spec.model),
-                crop, Denoise(), 0.1, device, curve=False)
+                crop, denoise_operator(), 0.1, device, curve=False)
     for f in funcs.values():
         f(crop, 25.0)
 
 
 def _denoise_one(img_name: str, clean_u8: np.ndarray, sigma: float, seed: int, quantize: bool,
                  specs: list[ModelSpec], funcs: dict, device: str) -> dict:
-    from .operators import Denoise
-
     clean = clean_u8.astype(np.float64) / 255.0
     ref = clean_u8.astype(np.float64)
     noisy = add_noise(clean, sigma, seed, quantize)
@@ -264,7 +254,7 @@ def _denoise_one(img_name: str, clean_u8: np.ndarray, sigma: float, seed: int, q
     p, s = score(noisy)
     methods["noisy"] = {"psnr": p, "ssim": s, "seconds": 0.0}
     for spec in specs:
-        run = run_rim(spec, noisy, Denoise(), sigma / 255.0, device)
+        run = run_rim(spec, noisy, denoise_operator(), sigma / 255.0, device)
         p, s = score(run.final)
         methods[spec.label] = {"psnr": p, "ssim": s, "seconds": run.seconds,
                                "psnr_steps": [psnr(to_uint8_scale(e), ref) for e in run.every or []]}
@@ -319,26 +309,22 @@ def run_sr(
 
 
 def _warm_sr(lr_u8: np.ndarray, scale: int, specs: list[ModelSpec], funcs: dict, device: str) -> None:
-    from .operators import Downsample
-
     crop = lr_u8[:32, :32]
     for spec in specs:
         run_rim(ModelSpec(**{**spec.to_dict(), "steps": 1, "max_steps": 1}, model=spec.model),
-                crop / 255.0, Downsample(scale), 0.0, device, curve=False)
+                crop / 255.0, superres_operator(scale), 0.0, device, curve=False)
     for f in funcs.values():
         f(crop, scale)
 
 
 def _sr_one(img_name: str, hr: np.ndarray, lr: np.ndarray, scale: int, sigma: float,
             specs: list[ModelSpec], funcs: dict, device: str) -> dict:
-    from .operators import Downsample
-
     def score(est_255: np.ndarray) -> tuple[float, float]:
         return sr_metrics(np.clip(np.round(est_255), 0, 255), hr.astype(np.float64), scale)
 
     methods: dict[str, dict] = {}
     for spec in specs:
-        run = run_rim(spec, lr / 255.0, Downsample(scale), sigma / 255.0, device)
+        run = run_rim(spec, lr / 255.0, superres_operator(scale), sigma / 255.0, device)
         p, s = score(to_uint8_scale(run.final))
         curve = [sr_psnr(to_uint8_scale(e), hr, scale) for e in run.every or []]
         methods[spec.label] = {"psnr": p, "ssim": s, "seconds": run.seconds, "psnr_steps": curve}
@@ -349,15 +335,6 @@ def _sr_one(img_name: str, hr: np.ndarray, lr: np.ndarray, scale: int, sigma: fl
         p, s = score(est)
         methods[b] = {"psnr": p, "ssim": s, "seconds": seconds}
     return {"name": img_name, "shape": list(hr.shape), "methods": methods}
-
-
-def sr_psnr(sr_255: np.ndarray, hr: np.ndarray, scale: int) -> float:
-    """PSNR only, under the SR protocol (cheap enough for every step)."""
-    from .metrics import rgb2y, shave
-
-    a = rgb2y(sr_255) if sr_255.ndim == 3 else sr_255
-    b = rgb2y(hr) if hr.ndim == 3 else hr.astype(np.float64)
-    return psnr(shave(a, scale), shave(b, scale))
 
 
 # ---------------------------------------------------------------- random projections
@@ -400,7 +377,6 @@ def run_projections(
     import torch
 
     from .inference import restore
-    from .operators import RandomProjection
 
     imgs = [img for _, img in datasets.denoise_images(folder, 1, limit)]
     x_all = torch.from_numpy(sample_patches(imgs, patches, seed))[:, None]
@@ -417,16 +393,16 @@ def run_projections(
                     progress(f"projections {label}", b, nb)
                 xb = x_all[b * batch:(b + 1) * batch]
                 # distinct matrices and noise per batch, reproducible from the base seed
-                op = RandomProjection(kind, ratio, seed=seed * 1_000_003 + b, patch=PATCH, batch=xb.shape[0])
+                op = cs_operator(kind, ratio, seed * 1_000_003 + b, batch=xb.shape[0])
                 gen = torch.Generator().manual_seed(seed * 1_000_003 + b)
                 y = op.measure(xb, sigma01, gen)
                 pinv.append(_patch_psnr(op.init(y).clamp(0, 1), xb))
                 for spec in specs:
-                    yy = y.expand(-1, spec.channels, -1, -1, -1).contiguous() if spec.channels != 1 else y
+                    yy, back = fit_channels(y, spec.channels)  # gray patches: an RGB model sees them replicated
                     t0 = time.perf_counter()
                     res = restore(yy, op, sigma01, spec.model, spec.max_steps, return_steps=True, device=device)
                     seconds[spec.label] += time.perf_counter() - t0
-                    curves[spec.label].append(torch.stack([_patch_psnr(s.mean(1, keepdim=True), xb) for s in res.steps], 1))
+                    curves[spec.label].append(torch.stack([_patch_psnr(back(s), xb) for s in res.steps], 1))
             if progress:
                 progress(f"projections {label}", nb, nb)
             runs.append(_cs_run(kind, ratio, label, sigma01, seed, patches, pinv, curves, seconds, specs))

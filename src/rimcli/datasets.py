@@ -30,8 +30,7 @@ import numpy as np
 
 from .errors import RimError
 from .io import EXTENSIONS, write_bytes
-
-SR_SCALES = (2, 3, 4)
+from .tasks import SR_SCALES  # the SR sets ship LR files (image_SRF_s) at the scales inference supports
 
 
 class DatasetError(RimError, FileNotFoundError):

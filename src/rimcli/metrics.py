@@ -3,7 +3,8 @@
 - PSNR with peak 255 on 8-bit-rounded images (the convention of the denoising/SR tables).
 - SSIM of Wang et al. 2004: 11x11 Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03, L = 255,
   population covariance, mean over the valid region (no padded border), per channel averaged.
-- MATLAB `rgb2ycbcr` luma and border shaving for super-resolution (Huang et al. round Y to uint8).
+- MATLAB `rgb2ycbcr` luma and border shaving for super-resolution (Huang et al. round Y to uint8):
+  `sr_y` is the one definition of what SR scores compare (the API, `rim benchmark`, the tests).
 """
 
 from __future__ import annotations
@@ -71,9 +72,21 @@ def shave(img: np.ndarray, border: int) -> np.ndarray:
     return img[border:-border, border:-border] if border > 0 else img
 
 
+def sr_y(img: np.ndarray, scale: int) -> np.ndarray:
+    """What the SR protocol compares (0..255): MATLAB `rgb2ycbcr` Y, rounded, of an RGB image (a
+    gray one as it is), with `scale` pixels shaved per border (Huang et al., the published tables)."""
+    a = np.asarray(img, dtype=np.float64)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    return shave(rgb2y(a) if a.ndim == 3 and a.shape[2] == 3 else a, scale)
+
+
+def sr_psnr(sr: np.ndarray, hr: np.ndarray, scale: int) -> float:
+    """PSNR only, under the SR protocol (cheap enough for every step)."""
+    return psnr(sr_y(sr, scale), sr_y(hr, scale))
+
+
 def sr_metrics(sr: np.ndarray, hr: np.ndarray, scale: int) -> tuple[float, float]:
     """PSNR/SSIM of an SR result against HR (both 0..255) on Y, shaving `scale` pixels per border."""
-    ys = rgb2y(sr) if sr.ndim == 3 and sr.shape[2] == 3 else np.asarray(sr, dtype=np.float64)
-    yh = rgb2y(hr) if hr.ndim == 3 and hr.shape[2] == 3 else np.asarray(hr, dtype=np.float64)
-    ys, yh = shave(ys, scale), shave(yh, scale)
+    ys, yh = sr_y(sr, scale), sr_y(hr, scale)
     return psnr(ys, yh), ssim(ys, yh)

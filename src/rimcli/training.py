@@ -27,14 +27,29 @@ from .errors import RimError
 from .inference import resolve_device, unroll
 from .io import EXTENSIONS, read_image, to_float
 from .model import RIM, RIMConfig, transfer_weights
-from .operators import ENSEMBLES, Blur, Denoise, Downsample, LinearOperator, RandomProjection, gaussian_kernel
+from .operators import LinearOperator
 from .runtime import tune_allocator
+from .tasks import (
+    CS_BLOCK,
+    CS_RATIOS,
+    DENOISE_TEST_SIGMAS,
+    ENSEMBLES,
+    SR_SCALES,
+    TASKS,
+    TRAIN_SIGMA_RANGE,
+    TRAIN_SR_SCALES,
+    crop_multiple,
+    cs_operator,
+    deblur_operator,
+    denoise_operator,
+    stored_measurement,
+    superres_operator,
+)
 
-TASKS = ("denoise", "superres", "cs", "deblur")
 #: upper end (gray levels) of the low-noise band that `low_sigma` oversamples
 LOW_SIGMA = 5.0
-#: noise std ranges in gray levels (0..255 scale) when the config leaves them unset
-DEFAULT_SIGMA = {"denoise": (0.0, 75.0), "superres": (0.0, 2.0), "cs": (0.0, 50.0), "deblur": (0.0, 25.0)}
+#: noise std ranges in gray levels (0..255 scale) when the config leaves them unset (`tasks`)
+DEFAULT_SIGMA = TRAIN_SIGMA_RANGE
 
 
 #: settings a resumed run may change without altering the data stream or the update rule
@@ -70,9 +85,9 @@ class TrainConfig:
     #: that clean and lightly noisy inputs are seen often enough to be left alone
     low_sigma: float = 0.0
     sigma_range: list[float] | None = None  # gray levels; None = task default (DEFAULT_SIGMA)
-    scales: list[int] = field(default_factory=lambda: [2, 3, 4])
+    scales: list[int] = field(default_factory=lambda: list(SR_SCALES))
     ensembles: list[str] = field(default_factory=lambda: list(ENSEMBLES))
-    ratios: list[float] = field(default_factory=lambda: [0.5, 0.25, 0.125])
+    ratios: list[float] = field(default_factory=lambda: list(CS_RATIOS))
     blur_range: list[float] = field(default_factory=lambda: [0.5, 3.0])  # Gaussian blur std, pixels
     device: str = "auto"
     amp: str = "off"  # off | bf16 | fp16
@@ -121,7 +136,7 @@ class TrainConfig:
         for name in ("batch", "iters", "steps", "patch", "hidden", "val_every", "log_every"):
             if getattr(self, name) < 1:
                 raise TrainError(f"{name} must be >= 1")
-        if any(s not in (2, 3, 4, 5, 6, 8) for s in self.scales):
+        if any(s not in TRAIN_SR_SCALES for s in self.scales):
             raise TrainError("scales must be integers in 2..8")
         if any(e not in ENSEMBLES for e in self.ensembles):
             raise TrainError(f"ensembles must be among {', '.join(ENSEMBLES)}")
@@ -131,8 +146,8 @@ class TrainConfig:
             raise TrainError("sigma_range must be lo:hi with 0 <= lo <= hi")
         if not 0.0 <= self.low_sigma <= 1.0:
             raise TrainError("low_sigma must be a fraction in [0, 1]")
-        if "cs" in tasks and self.patch % 32:
-            raise TrainError("cs training needs a patch size that is a multiple of 32")
+        if "cs" in tasks and self.patch % CS_BLOCK:
+            raise TrainError(f"cs training needs a patch size that is a multiple of {CS_BLOCK}")
         if "superres" in tasks and any(self.patch % s for s in self.scales):
             raise TrainError(f"patch {self.patch} must be a multiple of every scale in {self.scales}")
         try:  # arch, hidden and sigma_input must make a valid cell (model.RIMConfig checks them)
@@ -237,18 +252,19 @@ def _uniform(lo: float, hi: float, n: int, g: torch.Generator) -> torch.Tensor:
 
 
 def sample_operator(cfg: TrainConfig, task: str, n: int, g: torch.Generator) -> LinearOperator:
-    """A fresh forward operator for one batch (scale, blur, ensemble and matrices drawn from g)."""
+    """A fresh forward operator for one batch: scale, blur, ensemble and matrices drawn from g
+    (in this order, which the data stream depends on), the operator built by `tasks`."""
     if task == "denoise":
-        return Denoise()
+        return denoise_operator()
     if task == "superres":
-        return Downsample(cfg.scales[int(torch.randint(len(cfg.scales), (1,), generator=g))])
+        return superres_operator(cfg.scales[int(torch.randint(len(cfg.scales), (1,), generator=g))])
     if task == "deblur":
         lo, hi = cfg.blur_range
         width = float(_uniform(lo, hi, 1, g))
-        return Blur(gaussian_kernel(width, size=2 * math.ceil(3 * hi) + 1))
+        return deblur_operator(width, widest=hi)
     kind = cfg.ensembles[int(torch.randint(len(cfg.ensembles), (1,), generator=g))]
     ratio = cfg.ratios[int(torch.randint(len(cfg.ratios), (1,), generator=g))]
-    return RandomProjection(kind, ratio, seed=int(torch.randint(2**62, (1,), generator=g)), batch=n)
+    return cs_operator(kind, ratio, int(torch.randint(2**62, (1,), generator=g)), batch=n)
 
 
 def corrupt(
@@ -262,9 +278,7 @@ def corrupt(
         low = torch.rand(x.shape[0], generator=g) < cfg.low_sigma
         sigma = torch.where(low, _uniform(0.0, min(LOW_SIGMA, hi), x.shape[0], g), sigma)
     sigma = sigma / 255.0
-    y = op.measure(x, sigma, g)
-    if task == "superres":  # LR images come as 8-bit files
-        y = torch.round(y * 255.0) / 255.0
+    y = stored_measurement(task, op.measure(x, sigma, g))  # LR images come as 8-bit files
     return op, y, sigma
 
 
@@ -311,7 +325,7 @@ def validation_set(cfg: TrainConfig) -> list[tuple[str, dict]]:
     sets = []
     for task in cfg.tasks():
         if task == "denoise":
-            sets += [(f"denoise_s{s}", {"task": task, "sigma": s}) for s in (15, 25, 50)]
+            sets += [(f"denoise_s{s:g}", {"task": task, "sigma": s}) for s in DENOISE_TEST_SIGMAS]
         elif task == "superres":
             sets += [(f"sr_x{s}", {"task": task, "scale": s}) for s in cfg.scales]
         elif task == "deblur":
@@ -323,10 +337,8 @@ def validation_set(cfg: TrainConfig) -> list[tuple[str, dict]]:
 
 
 def _crop_multiple(cfg: TrainConfig) -> int:
-    """Crops must tile exactly into LR pixels (superres) and 32x32 blocks (cs)."""
-    tasks = cfg.tasks()
-    m = math.lcm(*cfg.scales) if "superres" in tasks else 1
-    return math.lcm(m, 32) if "cs" in tasks else m
+    """Crops must tile exactly into LR pixels (superres) and blocks (cs)."""
+    return crop_multiple(cfg.tasks(), cfg.scales)
 
 
 def _val_batch(cfg: TrainConfig, images: list[torch.Tensor]) -> torch.Tensor:
@@ -346,12 +358,12 @@ def _val_batch(cfg: TrainConfig, images: list[torch.Tensor]) -> torch.Tensor:
 def _val_operator(s: dict, n: int) -> tuple[LinearOperator, float]:
     task = s["task"]
     if task == "denoise":
-        return Denoise(), s["sigma"]
+        return denoise_operator(), s["sigma"]
     if task == "superres":
-        return Downsample(s["scale"]), 0.0
+        return superres_operator(s["scale"]), 0.0
     if task == "deblur":
-        return Blur.gaussian(s["blur"]), s["sigma"]
-    return RandomProjection(s["ensemble"], s["ratio"], seed=1234, batch=n), s["sigma"]
+        return deblur_operator(s["blur"]), s["sigma"]
+    return cs_operator(s["ensemble"], s["ratio"], 1234, batch=n), s["sigma"]
 
 
 @torch.no_grad()
@@ -362,9 +374,7 @@ def validate(model: RIM, cfg: TrainConfig, x: torch.Tensor, device: torch.device
     for label, s in validation_set(cfg):
         op, sigma = _val_operator(s, x.shape[0])
         g = torch.Generator().manual_seed(4321)
-        y = op.measure(x, sigma / 255.0, g)
-        if s["task"] == "superres":
-            y = torch.round(y * 255.0) / 255.0
+        y = stored_measurement(s["task"], op.measure(x, sigma / 255.0, g))
         xs = unroll(model, y.to(device), op.to(device), sigma / 255.0, 2 * cfg.steps)
         ref = x.to(device)
         out[label] = [float(_psnr_batch(torch.round(xt * 255) / 255, ref).mean()) for xt in xs]

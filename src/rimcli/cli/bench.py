@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from ..tasks import ENSEMBLES, SR_SCALES
 from . import app
 from .common import OUT_ALIAS_HELP, console, fail, handle_errors, is_stdout, out, output_alias, write_text
 
@@ -101,7 +102,7 @@ def benchmark_cmd(
     name: str = typer.Argument(..., help="bsd68, cbsd68, set12 (denoising); set5, set14, b100 (super-resolution); projections"),
     sigma: str | None = typer.Option(None, "--sigma", help="noise std(s) on the 0..255 scale, comma list "
                                      "(denoising default 15,25,50; SR default 0; projections default 2.55 = 0.01 on [0,1])"),
-    scale: str = typer.Option("2,3,4", "--scale", help="SR scale factors, comma list"),
+    scale: str = typer.Option(",".join(map(str, SR_SCALES)), "--scale", help="SR scale factors, comma list"),
     quantize: bool = typer.Option(False, "--quantize", help="round the noisy input to 8 bits (denoising)"),
     data: Path | None = typer.Option(None, "--data", help="dataset folder or a root holding it (else $RIM_DATA, "
                                      "a registered folder, the user data folder)"),
@@ -119,7 +120,7 @@ def benchmark_cmd(
     json_path: Path | None = typer.Option(None, "--json", help="also write the full JSON report here ('-': stdout)"),
     seed: int = typer.Option(0, "--seed", help="base seed (image i uses seed+i; projections: patches and matrices)"),
     patches: int = typer.Option(5000, "--patches", min=1, help="number of random 32x32 patches (projections)"),
-    ensembles: str = typer.Option("gaussian,binary,fourier", "--ensembles", help="projection ensembles (projections)"),
+    ensembles: str = typer.Option(",".join(ENSEMBLES), "--ensembles", help="projection ensembles (projections)"),
     ratios: str = typer.Option("1/2,1/4,1/8", "--ratios", help=_RATIO_HELP),
     batch: int = typer.Option(250, "--batch", min=1, help="patches per batch (projections)"),
 ) -> None:
@@ -218,7 +219,6 @@ def _projections(sigma: str | None, data: Path | None, models: list[str], steps:
                  ratios: str, batch: int, common: dict) -> dict:
     from .. import benchmark as bm
     from .. import datasets
-    from ..operators import ENSEMBLES
 
     # the pseudo-inverse is the RIM's own start, so it is always reported; `none` is accepted for scripts
     _names(baselines_opt, ("pinv",), "projections baseline (pinv is the only one)")
