@@ -21,12 +21,8 @@ import numpy as np
 from PIL import Image
 
 import rimcli
+from rimcli.metrics import psnr  # peak 255 on the uint8 images, inf for identical ones
 from rimcli.training import TrainConfig, _split
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 def main() -> None:

@@ -234,6 +234,40 @@ def test_model_for_the_wrong_task(tiny_weights: Path, tmp_path: Path) -> None:
     assert "not trained for denoise" in r.stderr
 
 
+def test_an_exported_file_benchmarks_by_path_without_steps(tmp_path: Path) -> None:
+    """Issue 13's "done when": `rim export` writes a self-describing file, and `rim benchmark
+    --model FILE` (a copy, away from any manifest) takes its headline steps (the file's
+    default_steps) and curve length (twice its training horizon) from the file: no --steps."""
+    import shutil
+
+    from rimcli.export import export_run
+    from rimcli.training import TrainConfig, train
+
+    run = train(TrainConfig.from_dict(dict(
+        task="denoise", channels=1, data=str(make_denoise_set(tmp_path / "train", n=3)), out=str(tmp_path / "run"),
+        patch=24, batch=2, iters=1, steps=2, hidden=8, val_split=1, val_images=1, val_crop=24, val_every=1, warmup=1)))
+    entry = export_run(run, "tiny-export", weights_dir=tmp_path / "w", default_steps=3)
+    file = tmp_path / "elsewhere" / "copy.safetensors"
+    file.parent.mkdir()
+    shutil.copy(tmp_path / "w" / entry.file, file)
+
+    (spec,) = bm.load_models([str(file)], "denoise", 1, steps=None, max_steps=None)
+    assert (spec.label, spec.steps, spec.training_steps, spec.max_steps) == ("tiny-export", 3, 2, 4)
+    assert spec.sha256 == entry.sha256
+    with pytest.raises(bm.BenchmarkError, match="not trained for superres"):
+        bm.load_models([str(file)], "superres", 3, steps=None, max_steps=None)
+
+    out = tmp_path / "out"
+    _run(["bsd68", "--model", str(file), "--sigma", "25", "--baselines", "none",
+          "--data", str(make_denoise_set(tmp_path / "bsd68", n=1)), "--out", str(out)])
+    rep = json.loads((out / "results.json").read_text())
+    (m,) = rep["models"]
+    assert (m["label"], m["steps"], m["max_steps"], m["sha256"]) == ("tiny-export", 3, 4, entry.sha256)
+    (im,) = rep["runs"][0]["images"]
+    assert len(im["methods"]["tiny-export"]["psnr_steps"]) == 4
+    assert "--steps" not in rep["command"]
+
+
 # ---------------------------------------------------------------- scripts
 
 

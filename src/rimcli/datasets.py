@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import RimError
-from .io import EXTENSIONS, write_bytes
+from .io import EXTENSIONS, from_float, read_image, write_bytes
 from .tasks import SR_SCALES  # the SR sets ship LR files (image_SRF_s) at the scales inference supports
 
 
@@ -223,15 +223,16 @@ def register(name: str, folder: str | Path) -> Path:
 
 
 def read_uint8(path: Path) -> np.ndarray:
-    """An image as HxW (gray) or HxWx3 (colour) uint8; alpha dropped, palettes expanded, 16 bits scaled."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        if im.mode.startswith("I;16") or im.mode == "I":  # 16-bit gray: scale, PIL's convert("L") would clip
-            return np.clip(np.round(np.asarray(im, dtype=np.float64) / 257.0), 0, 255).astype(np.uint8)
-        if im.mode not in ("L", "RGB"):
-            im = im.convert("L" if im.mode in ("1", "LA") else "RGB")
-        return np.asarray(im, dtype=np.uint8).copy()
+    """An image as HxW (gray) or HxWx3 (colour) uint8, decoded by `io.read_image` like every
+    other image: alpha dropped, palettes expanded, 16-bit samples scaled (x / 257, rounded),
+    float ones rounded from [0, 1]. The benchmark sets are 8-bit PNGs without EXIF orientation,
+    so these are the very pixels MATLAB's imread gives the published protocols."""
+    data = read_image(path).data
+    if data.dtype == np.uint16:  # 16-bit: scale (a plain cast or Pillow's 'L' would clip)
+        data = np.clip(np.round(data.astype(np.float64) / 257.0), 0, 255)
+    elif data.dtype != np.uint8:
+        data = from_float(data, np.uint8)
+    return np.array(data, dtype=np.uint8, order="C")  # a writable copy, never a view of the decoder's
 
 
 def denoise_images(folder: Path, channels: int, limit: int | None = None) -> list[tuple[str, np.ndarray]]:

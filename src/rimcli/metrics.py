@@ -1,6 +1,9 @@
 """Image-quality metrics with the published conventions.
 
-- PSNR with peak 255 on 8-bit-rounded images (the convention of the denoising/SR tables).
+- PSNR with peak 255 on 8-bit-rounded images (the convention of the denoising/SR tables);
+  `psnr_of_mse` is the one formula, used by `psnr` (numpy images, any peak) and `psnr_batch`
+  (torch batches, per sample: training validation at peak 1 on 8-bit-rounded crops, the
+  projections protocol at peak 1 on float estimates).
 - SSIM of Wang et al. 2004: 11x11 Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03, L = 255,
   population covariance, mean over the valid region (no padded border), per channel averaged.
 - MATLAB `rgb2ycbcr` luma and border shaving for super-resolution (Huang et al. round Y to uint8):
@@ -17,14 +20,29 @@ def to_uint8_scale(img: np.ndarray) -> np.ndarray:
     return np.clip(np.round(np.asarray(img, dtype=np.float64) * 255.0), 0, 255)
 
 
+def psnr_of_mse(mse, peak: float = 255.0, log10=np.log10):  # noqa: ANN001, ANN201 - numpy or torch
+    """10 log10(peak^2 / mse) in dB: the PSNR formula, written once (pass `torch.log10` for tensors)."""
+    return 10 * log10(peak**2 / mse)
+
+
 def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
-    """PSNR in dB between two arrays on the same scale (default 0..255)."""
+    """PSNR in dB between two arrays on the same scale (default 0..255), over the whole array;
+    inf for identical arrays."""
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
         raise ValueError(f"shape mismatch {a.shape} vs {b.shape}")
     mse = np.mean((a - b) ** 2)
-    return float("inf") if mse == 0 else float(10 * np.log10(peak**2 / mse))
+    return float("inf") if mse == 0 else float(psnr_of_mse(mse, peak))
+
+
+def psnr_batch(a, b, peak: float = 1.0, min_mse: float = 1e-12):  # noqa: ANN001, ANN201 - torch tensors
+    """Per-sample PSNR (dB) of two torch batches (B, ...) -> (B,), in their own dtype; the MSE is
+    floored at `min_mse` so identical samples give a large finite value instead of inf."""
+    import torch
+
+    mse = ((a - b) ** 2).flatten(1).mean(1).clamp_min(min_mse)
+    return psnr_of_mse(mse, peak, torch.log10)
 
 
 def _ssim_2d(a: np.ndarray, b: np.ndarray, peak: float) -> float:

@@ -26,6 +26,7 @@ import torch.nn as nn
 from .errors import RimError
 from .inference import resolve_device, unroll
 from .io import EXTENSIONS, read_image, to_float
+from .metrics import psnr_batch
 from .model import RIM, RIMConfig, transfer_weights
 from .operators import LinearOperator
 from .runtime import tune_allocator
@@ -377,14 +378,9 @@ def validate(model: RIM, cfg: TrainConfig, x: torch.Tensor, device: torch.device
         y = stored_measurement(s["task"], op.measure(x, sigma / 255.0, g))
         xs = unroll(model, y.to(device), op.to(device), sigma / 255.0, 2 * cfg.steps)
         ref = x.to(device)
-        out[label] = [float(_psnr_batch(torch.round(xt * 255) / 255, ref).mean()) for xt in xs]
+        out[label] = [float(psnr_batch(torch.round(xt * 255) / 255, ref, peak=1.0, min_mse=1e-12).mean()) for xt in xs]
     model.train()
     return out
-
-
-def _psnr_batch(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    mse = ((a - b) ** 2).flatten(1).mean(1).clamp_min(1e-12)
-    return 10 * torch.log10(1.0 / mse)
 
 
 def val_score(curves: dict[str, list[float]], steps: int) -> float:
@@ -487,29 +483,99 @@ def train(cfg: TrainConfig, resume: bool = False, command: str | None = None,
     `time_limit` (seconds) ends the run early but cleanly: validate, checkpoint, return; a later
     `resume=True` call continues it (for time-boxed machines and job queues)."""
     started = time.monotonic()
+    run = _start(cfg, resume, command)
+    meter = _Meter()
+    while run.state.iteration < cfg.iters:
+        meter.add(_iteration(run), cfg.batch * run.dist.world)
+        it = run.state.iteration
+        if run.dist.main and (it % cfg.log_every == 0 or it == cfg.iters):
+            _log(run.out, meter.record(it, run), on_log)
+        out_of_time = time_limit is not None and _agree(time.monotonic() - started > time_limit, run.dist)
+        if it % cfg.val_every == 0 or it == cfg.iters or out_of_time:
+            _validate_and_checkpoint(run, on_log)
+            if run.dist.main:
+                meter.restart_clock()  # throughput counts training, not validation
+            _barrier(run.dist)
+        if out_of_time:
+            break
+    _shutdown(run.dist)
+    return run.out
+
+
+@dataclass
+class _Run:
+    """One training run in memory: built by `_start`, advanced by `_iteration`, saved by
+    `_validate_and_checkpoint`."""
+
+    cfg: TrainConfig
+    out: Path
+    device: torch.device
+    dist: Dist
+    gen: torch.Generator  # this rank's data and corruption stream (in the checkpoint)
+    sampler: PatchSampler
+    val_x: torch.Tensor | None  # the validation crops (main rank only)
+    rim: RIM
+    net: nn.Module  # the unrolled loop, DDP-wrapped on several ranks
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    amp: torch.dtype | None
+    weights: torch.Tensor  # per-step loss weights
+    tasks: list[str]
+    meta: dict  # provenance stored in config.json and every checkpoint
+    state: TrainState
+
+
+def _start(cfg: TrainConfig, resume: bool, command: str | None) -> _Run:
+    """Set up a run: device and ranks, the run folder, data, model, optimiser and schedule, and
+    (resuming) everything the last checkpoint holds. The order is part of the data stream."""
     cfg.validate()
     tune_allocator()
+    device, dist = _devices(cfg)
+    out = Path(cfg.out)
+    if dist.main:
+        _claim_out(out, resume)
+    train_files, val_files = _split(cfg)
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + dist.rank)
+    sampler = PatchSampler(load_images(train_files, cfg.channels), cfg.patch, gen)
+    val_x = _val_batch(cfg, load_images(val_files, cfg.channels)) if dist.main else None
+    rim, net = _build_model(cfg, device, dist, None if resume else cfg.init_from)
+    opt = torch.optim.Adam(rim.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: lr_factor(cfg, it))
+    state, saved_meta = TrainState(), None
+    if resume:
+        state, saved_meta = _restore(out / "last.pt", cfg, rim, opt, sched, gen, dist)
+    meta = _run_meta(cfg, command, train_files, val_files, dist, saved_meta)
+    if dist.main and not resume:
+        (out / "config.json").write_text(json.dumps({"config": cfg.to_dict(), **meta}, indent=2))
+    return _Run(cfg=cfg, out=out, device=device, dist=dist, gen=gen, sampler=sampler, val_x=val_x, rim=rim, net=net,
+                opt=opt, sched=sched, scaler=torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16"),
+                amp={"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.amp],
+                weights=step_weights(cfg.loss_weights, cfg.steps), tasks=cfg.tasks(), meta=meta, state=state)
+
+
+def _devices(cfg: TrainConfig) -> tuple[torch.device, Dist]:
+    """The device and this process's place among the ranks (one GPU per rank under torchrun)."""
     device = resolve_device(cfg.device)
     dist = init_distributed(device)
     if device.type == "cuda" and dist.world > 1:
         device = torch.device("cuda", dist.local_rank)
         torch.cuda.set_device(device)
-    out = Path(cfg.out)
-    ckpt_path = out / "last.pt"
-    if dist.main:
-        out.mkdir(parents=True, exist_ok=True)
-        if not resume and ckpt_path.exists():
-            raise TrainError(f"{out} already holds a run; use --resume to continue it or choose another --out")
+    return device, dist
 
-    train_files, val_files = _split(cfg)
-    gen = torch.Generator().manual_seed(cfg.seed * 1000 + dist.rank)
-    sampler = PatchSampler(load_images(train_files, cfg.channels), cfg.patch, gen)
-    val_x = _val_batch(cfg, load_images(val_files, cfg.channels)) if dist.main else None
 
+def _claim_out(out: Path, resume: bool) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    if not resume and (out / "last.pt").exists():
+        raise TrainError(f"{out} already holds a run; use --resume to continue it or choose another --out")
+
+
+def _build_model(cfg: TrainConfig, device: torch.device, dist: Dist, init_from: str | None) -> tuple[RIM, nn.Module]:
+    """The RIM (seeded, or started from `init_from`) on its device, and the module the loop calls."""
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     rim = RIM(cfg.model_config())
-    if cfg.init_from and not resume:
-        _start_from(rim, Path(cfg.init_from))
+    if init_from:
+        _start_from(rim, Path(init_from))
     rim = rim.to(device)
     if cfg.channels_last:
         rim = rim.to(memory_format=torch.channels_last)
@@ -518,89 +584,108 @@ def train(cfg: TrainConfig, resume: bool = False, command: str | None = None,
     net: nn.Module = Unrolled(rim)
     if dist.world > 1:
         net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-    opt = torch.optim.Adam(rim.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: lr_factor(cfg, it))
-    state = TrainState()
+    return rim, net
 
-    if resume:
-        ck = load_checkpoint(ckpt_path)
-        saved = TrainConfig.from_dict(ck["config"])
-        changed = [k for k, v in saved.to_dict().items() if v != getattr(cfg, k) and k not in RESUMABLE_CHANGES]
-        if changed:
-            raise TrainError(f"{ckpt_path} was written with different {', '.join(changed)}; resume with the same settings")
-        rim.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        gen.set_state(ck["rng"][dist.rank] if dist.rank < len(ck["rng"]) else ck["rng"][0])
-        state = TrainState(ck["iteration"], ck["best"], ck.get("history", []))
 
-    amp = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.amp]
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
-    weights = step_weights(cfg.loss_weights, cfg.steps)
-    tasks = cfg.tasks()
+def _restore(path: Path, cfg: TrainConfig, rim: RIM, opt: torch.optim.Optimizer, sched: Any, gen: torch.Generator,
+             dist: Dist) -> tuple[TrainState, dict]:
+    """Load the last checkpoint into the freshly built run (refusing a changed recipe); returns
+    its progress and the provenance it recorded."""
+    ck = load_checkpoint(path)
+    saved = TrainConfig.from_dict(ck["config"])
+    changed = [k for k, v in saved.to_dict().items() if v != getattr(cfg, k) and k not in RESUMABLE_CHANGES]
+    if changed:
+        raise TrainError(f"{path} was written with different {', '.join(changed)}; resume with the same settings")
+    rim.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["optimizer"])
+    sched.load_state_dict(ck["scheduler"])
+    gen.set_state(ck["rng"][dist.rank] if dist.rank < len(ck["rng"]) else ck["rng"][0])
+    return TrainState(ck["iteration"], ck["best"], ck.get("history", [])), ck.get("meta", {})
+
+
+def _run_meta(cfg: TrainConfig, command: str | None, train_files: list[Path], val_files: list[Path], dist: Dist,
+              resumed_meta: dict | None) -> dict:
+    """Provenance: command, commit, data, ranks, and which weights a fine-tune started from
+    (kept from the checkpoint when resuming: `resumed_meta` is None for a new run)."""
     meta = {"command": command, "commit": git_commit(), "train_images": len(train_files),
             "val_images": [f.name for f in val_files], "world_size": dist.world}
-    if resume and "init_from_sha256" in ck.get("meta", {}):
-        meta["init_from_sha256"] = ck["meta"]["init_from_sha256"]
-    elif cfg.init_from and not resume:  # which weights it started from, not just their path
+    if resumed_meta is not None:
+        if "init_from_sha256" in resumed_meta:
+            meta["init_from_sha256"] = resumed_meta["init_from_sha256"]
+    elif cfg.init_from:  # which weights it started from, not just their path
         from .weights import sha256
 
         meta["init_from_sha256"] = sha256(Path(cfg.init_from))
-    if dist.main and not resume:
-        (out / "config.json").write_text(json.dumps({"config": cfg.to_dict(), **meta}, indent=2))
+    return meta
 
-    t0, seen = time.perf_counter(), 0
-    running = []
-    while state.iteration < cfg.iters:
-        task = tasks[int(torch.randint(len(tasks), (1,), generator=gen))]
-        x = sampler.batch(cfg.batch)
-        op, y, sigma = corrupt(cfg, task, x, gen)
-        x, y, sigma, op = x.to(device), y.to(device), sigma.to(device), op.to(device)
-        if cfg.channels_last:
-            y = y.contiguous(memory_format=torch.channels_last)
-        xs = net(y, op, sigma, cfg.steps, amp, cfg.grad_checkpoint)
-        loss = unrolled_loss(xs, x, weights)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(opt)
-        nn.utils.clip_grad_norm_(rim.parameters(), cfg.grad_clip)
-        scaler.step(opt)
-        scaler.update()
-        sched.step()
-        state.iteration += 1
-        seen += cfg.batch * dist.world
-        running.append(float(loss.detach()))
-        it = state.iteration
-        if dist.main and (it % cfg.log_every == 0 or it == cfg.iters):
-            dt = time.perf_counter() - t0
-            rec = {"iter": it, "loss": float(np.mean(running)), "lr": sched.get_last_lr()[0],
-                   "patches_per_s": seen / dt, "eps": float(rim.eps.detach())}
-            running, seen, t0 = [], 0, time.perf_counter()
-            _log(out, rec, on_log)
-        out_of_time = time_limit is not None and _agree(time.monotonic() - started > time_limit, dist)
-        if it % cfg.val_every == 0 or it == cfg.iters or out_of_time:
-            rng = _gather_rng(gen, dist)
-            digests = _gather_digests(rim, dist)
-            if dist.main:
-                curves = validate(rim, cfg, val_x, device)
-                score = val_score(curves, cfg.steps)
-                state.history.append({"iter": it, "val_psnr": score})
-                improved = score > state.best
-                state.best = max(state.best, score)
-                ck = _checkpoint(rim, opt, sched, rng, state, cfg, meta)
-                if improved:
-                    _atomic_save(ck, out / "best.pt")
-                _atomic_save(ck, ckpt_path)
-                rec = {"iter": it, "val": curves, "val_psnr": score, "best": improved}
-                if dist.world > 1:  # DDP must keep every replica identical: record it so drift is visible
-                    rec["rank_digests"] = digests
-                _log(out, rec, on_log)
-                t0 = time.perf_counter()
-            _barrier(dist)
-        if out_of_time:
-            break
-    _shutdown(dist)
-    return out
+
+def _iteration(run: _Run) -> float:
+    """One optimiser step on a fresh batch (task, crops, operator and noise drawn from the run's
+    generator, in that order); returns the loss."""
+    cfg, gen = run.cfg, run.gen
+    task = run.tasks[int(torch.randint(len(run.tasks), (1,), generator=gen))]
+    x = run.sampler.batch(cfg.batch)
+    op, y, sigma = corrupt(cfg, task, x, gen)
+    x, y, sigma, op = x.to(run.device), y.to(run.device), sigma.to(run.device), op.to(run.device)
+    if cfg.channels_last:
+        y = y.contiguous(memory_format=torch.channels_last)
+    xs = run.net(y, op, sigma, cfg.steps, run.amp, cfg.grad_checkpoint)
+    loss = unrolled_loss(xs, x, run.weights)
+    run.opt.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.unscale_(run.opt)
+    nn.utils.clip_grad_norm_(run.rim.parameters(), cfg.grad_clip)
+    run.scaler.step(run.opt)
+    run.scaler.update()
+    run.sched.step()
+    run.state.iteration += 1
+    return float(loss.detach())
+
+
+class _Meter:
+    """Mean loss and patches/s between log records."""
+
+    def __init__(self) -> None:
+        self.t0, self.seen, self.losses = time.perf_counter(), 0, []
+
+    def add(self, loss: float, patches: int) -> None:
+        self.losses.append(loss)
+        self.seen += patches
+
+    def restart_clock(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def record(self, it: int, run: _Run) -> dict:
+        """The log record at iteration `it`; starts the next interval."""
+        dt = time.perf_counter() - self.t0
+        rec = {"iter": it, "loss": float(np.mean(self.losses)), "lr": run.sched.get_last_lr()[0],
+               "patches_per_s": self.seen / dt, "eps": float(run.rim.eps.detach())}
+        self.t0, self.seen, self.losses = time.perf_counter(), 0, []
+        return rec
+
+
+def _validate_and_checkpoint(run: _Run, on_log: Callable[[dict], None] | None) -> None:
+    """Every rank hands over its data-stream state (and a digest of its weights); the main rank
+    validates, writes last.pt (and best.pt when the score improved) and logs the curves."""
+    rng = _gather_rng(run.gen, run.dist)
+    digests = _gather_digests(run.rim, run.dist)
+    if not run.dist.main:
+        return
+    cfg, state = run.cfg, run.state
+    it = state.iteration
+    curves = validate(run.rim, cfg, run.val_x, run.device)
+    score = val_score(curves, cfg.steps)
+    state.history.append({"iter": it, "val_psnr": score})
+    improved = score > state.best
+    state.best = max(state.best, score)
+    ck = _checkpoint(run.rim, run.opt, run.sched, rng, state, cfg, run.meta)
+    if improved:
+        _atomic_save(ck, run.out / "best.pt")
+    _atomic_save(ck, run.out / "last.pt")
+    rec = {"iter": it, "val": curves, "val_psnr": score, "best": improved}
+    if run.dist.world > 1:  # DDP must keep every replica identical: record it so drift is visible
+        rec["rank_digests"] = digests
+    _log(run.out, rec, on_log)
 
 
 def _shutdown(dist: Dist) -> None:

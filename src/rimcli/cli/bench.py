@@ -68,7 +68,7 @@ def _progress_bar() -> tuple[Any, Callable[[str, int, int], None]]:
 def _print_summary(report: dict, where: Any) -> None:
     from rich.table import Table
 
-    from ..benchmark import summary_table
+    from ..benchmark_report import summary_table
 
     for run in report["runs"]:
         header, rows = summary_table(run)
@@ -126,7 +126,7 @@ def benchmark_cmd(
 ) -> None:
     """Score RIMs and classical baselines on a standard test set under its published protocol."""
     from .. import benchmark as bm
-    from .. import datasets
+    from .. import benchmark_report, datasets
 
     out_dir = output_alias(out_dir, out_alias)
     name = datasets.ALIASES.get(name, name.lower())
@@ -141,11 +141,11 @@ def benchmark_cmd(
         report = _projections(sigma, data, model or [], steps, max_steps, device, limit, baselines_opt, seed, patches,
                               ensembles, ratios, batch, common)
     _print_summary(report, console if is_stdout(json_path) else out)  # stdout holds the JSON then
-    written = bm.write_outputs(report, out_dir) if out_dir else []
+    written = benchmark_report.write_outputs(report, out_dir) if out_dir else []
     if is_stdout(json_path):
-        write_text(json_path, bm.report_json(report))
+        write_text(json_path, benchmark_report.report_json(report))
     elif json_path:
-        bm.write_json(report, json_path)
+        benchmark_report.write_json(report, json_path)
         written.append(json_path)
     for p in written:
         console.print(f"wrote {p}")
