@@ -224,3 +224,8 @@ def test_missing_model_file(tiny_weights: Path) -> None:
 def test_import_stays_cheap() -> None:
     code = "import sys, rimcli, rimcli.api, rimcli.io; rimcli.denoise; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_rounding_step_of_a_saved_result() -> None:
+    assert api._step(np.dtype(np.uint8)) == 1 / 255 and api._step(np.dtype(np.uint16)) == 1 / 65535
+    assert api._step(np.dtype(np.float32)) == 0.0

@@ -260,3 +260,20 @@ def test_the_guard_keeps_tiling_exact_and_stays_out_above_its_band() -> None:
     torch.testing.assert_close(restore(y, Denoise(), above, model, steps=2, device="cpu").image,
                                restore(y, Denoise(), above, model, steps=2, device="cpu", sure=False).image,
                                atol=0, rtol=0)
+
+
+def test_a_blend_that_cannot_pay_for_its_rounding_is_not_made() -> None:
+    """SURE's predicted drop in MSE per pixel must beat `min_gain` (rounding an 8-bit result
+    costs step^2 / 12); below it the image is returned as it came."""
+    sigma = torch.full((1,), 2 / 255)
+    x = _photo_like((1, 1, 64, 64))
+    y = x + sigma * torch.randn(x.shape, generator=torch.Generator().manual_seed(3))
+    probe, eps = inference.sure_probe(y, sigma)
+    args = (y, _box3(y), _box3(y + eps * probe), probe, eps, sigma)
+    _, a = inference.sure_blend(*args)
+    r = _box3(y) - y
+    drop = float(((y - x) ** 2).mean() - ((y + a * r - x) ** 2).mean())  # the real gain, truth known
+    assert float(a) > 0 and drop > 0
+    kept, a_kept = inference.sure_blend(*args, min_gain=0.5 * drop)
+    dropped, a_dropped = inference.sure_blend(*args, min_gain=2 * drop)
+    assert float(a_kept) == float(a) and float(a_dropped) == 0 and torch.equal(dropped, y.clamp(0, 1))

@@ -132,14 +132,18 @@ def test_cli_train_then_export(data_dir: Path, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["config"]["iters"] == 4 and saved["config"]["hidden"] == 8  # flags override the file, file fills the rest
+    # --resume reads the run's own settings: only what changes needs a flag
+    r = _rim("train", "--resume", "-o", str(tmp_path / "run"), "--iters", "5", "-q")
+    assert r.returncode == 0, r.stderr
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["iteration"] == 5
     wdir = tmp_path / "weights"
     r = _rim("export", str(tmp_path / "run"), "--name", "my-rim", "--weights-dir", str(wdir))
     assert r.returncode == 0, r.stderr
     manifest = json.loads((wdir / "manifest.json").read_text())["models"]
     (entry,) = manifest
     assert entry["name"] == "my-rim" and entry["tasks"] == ["denoise"] and entry["default_steps"] == 2
-    assert entry["training"]["command"].startswith("rim train") and entry["training"]["iterations"] == 4
-    assert len(entry["metrics"]["validation"]["psnr_per_step"]["denoise_s25"]) == 4
+    assert entry["training"]["command"].startswith("rim train") and entry["training"]["iterations"] == 5
+    assert len(entry["metrics"]["validation"]["psnr_per_step"]["denoise_s25"]) == 4  # T=2, curves to 2T
 
     from rimcli.weights import load_file
 

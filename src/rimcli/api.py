@@ -270,7 +270,7 @@ def run(img: np.ndarray, problem: Problem, model: ModelLike = None, options: Opt
     y, truth = _measure(problem, op, x, sigma)
     out_h, out_w = truth.shape[:2] if truth is not None else op.x_shape(y.shape)[-2:]
     start = _numpy(y if problem.task == "deblur" else op.init(y))  # before restore moves op to the device
-    final, every, tile = _reconstruct(y, op, sigma, loaded, n_steps, options)
+    final, every, tile = _reconstruct(y, op, sigma, loaded, n_steps, options, _step(arr.dtype))
     if not all(np.isfinite(a).all() for a in (final, *(every or []))):  # would save as black, silently
         raise RestoreError("the restoration produced inf or NaN values (try full precision, or another model)")
     crop = (slice(0, out_h), slice(0, out_w))  # undoes the cs padding; a no-op otherwise
@@ -358,8 +358,14 @@ def auto_tile(batch: int, height: int, width: int, hidden: int) -> int:
     return AUTO_TILE if need > AUTO_TILE_BUDGET else 0
 
 
+def _step(dtype: np.dtype) -> float:
+    """The rounding step (0..1 scale) of a result saved as `dtype`; 0 for floats."""
+    return 1.0 / np.iinfo(dtype).max if np.dtype(dtype).kind == "u" else 0.0
+
+
 def _reconstruct(
-    y: torch.Tensor, op: LinearOperator, sigma: float, loaded: LoadedModel, steps: int, options: Options
+    y: torch.Tensor, op: LinearOperator, sigma: float, loaded: LoadedModel, steps: int, options: Options,
+    out_step: float = 0.0,
 ) -> tuple[np.ndarray, list[np.ndarray] | None, int]:
     import torch
 
@@ -383,6 +389,7 @@ def _reconstruct(
             device=options.device,
             precision=options.precision,
             on_tile=options.on_tile,
+            out_step=out_step,
         )
     except (torch.cuda.OutOfMemoryError, MemoryError):  # too big an image or tile for this machine
         where = f"tiles of {tile} px" if tile else "the whole image at once"

@@ -149,13 +149,15 @@ def run_rim(spec: ModelSpec, y_img: np.ndarray, operator, sigma01: float, device
 
     y, back = _to_batch(y_img, spec.channels)
     same = spec.max_steps == spec.steps
+    step = 1 / 255  # results are scored as 8-bit images, as `rim` saves them for 8-bit inputs
     t0 = time.perf_counter()
-    res = restore(y, operator, sigma01, spec.model, spec.steps, return_steps=curve and same, device=device)
+    res = restore(y, operator, sigma01, spec.model, spec.steps, return_steps=curve and same, device=device,
+                  out_step=step)
     seconds = time.perf_counter() - t0
     every = None
     if curve:
         steps = res.steps if same else restore(y, operator, sigma01, spec.model, spec.max_steps, return_steps=True,
-                                               device=device).steps
+                                               device=device, out_step=step).steps
         every = [_from_batch(back(s)) for s in steps]
     return RimRun(_from_batch(back(res.image)), seconds, every)
 

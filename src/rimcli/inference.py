@@ -140,11 +140,14 @@ def restore(
     precision: str = "fp32",
     on_tile: Callable[[int, int], None] | None = None,
     sure: bool = True,
+    out_step: float = 0.0,
 ) -> Restored:
     """Reconstruct x from y = A x + n with `steps` RIM iterations.
 
     Denoising at noise levels up to `SURE_MAX_SIGMA` (with `sure`) is guarded by `sure_blend`:
     the result is never worse than the input in expectation, and sigma 0 returns the input.
+    `out_step` is the step the result will be rounded to (1/255 for an 8-bit file): rounding
+    costs about step^2 / 12 per pixel, so a blend predicted to gain less is not made.
 
     `tile` (in image pixels; 0 = whole image) bounds memory: the measurement is cut into tiles,
     each run with `tile_overlap` image pixels of context on every side, and only each tile's core
@@ -164,7 +167,7 @@ def restore(
                     tile, tile_overlap, device, precision, on_tile)  # the probe run rides in the same batch
 
     def blend(x: torch.Tensor) -> torch.Tensor:
-        return sure_blend(y, *x.chunk(2), probe, eps, s.cpu())[0]
+        return sure_blend(y, *x.chunk(2), probe, eps, s.cpu(), min_gain=out_step**2 / 12)[0]
 
     return Restored(blend(both.image), [blend(x) for x in both.steps] if both.steps is not None else None)
 
@@ -240,6 +243,7 @@ def _per_image(v: torch.Tensor, ndim: int) -> torch.Tensor:
 def sure_blend(
     y: torch.Tensor, f_y: torch.Tensor, f_probe: torch.Tensor, probe: torch.Tensor, eps: torch.Tensor,
     sigma: torch.Tensor,
+    min_gain: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Blend y + a (f(y) - y) per image with the a in [0, 1] that minimises Stein's unbiased risk
     estimate of the MSE, for y = x + n with n ~ N(0, sigma^2) (0..1 scale, one sigma per image).
@@ -247,12 +251,16 @@ def sure_blend(
     SURE(a) = a^2 |r|^2 - N sigma^2 + 2 sigma^2 (N + a (div f - N)), r = f(y) - y, is least at
     a = sigma^2 (N - div f) / |r|^2. a = 0 is the input itself and the risk is convex in a, so in
     expectation the result is never worse than the input, nor than f(y) when a = 1 is best: a
-    denoiser that over-smooths a lightly noisy photo is pulled back towards it. Returns the blend,
-    clipped to [0, 1] (which only brings it nearer any image in that range), and a per image."""
+    denoiser that over-smooths a lightly noisy photo is pulled back towards it. An image whose
+    predicted MSE drop, SURE(0) - SURE(a) per pixel, is not above `min_gain` keeps a = 0. Returns
+    the blend, clipped to [0, 1] (which only brings it nearer any image in that range), and a."""
     dims = tuple(range(1, y.ndim))
     n = y[0].numel()
     div = (probe * (f_probe - f_y) / eps).sum(dims)
     r = f_y - y
     rr = (r * r).sum(dims)
-    a = (sigma.to(y) ** 2 * (n - div) / rr.clamp_min(1e-30)).clamp(0.0, 1.0)
+    s2 = sigma.to(y) ** 2
+    a = (s2 * (n - div) / rr.clamp_min(1e-30)).clamp(0.0, 1.0)
+    gain = (2 * a * s2 * (n - div) - a * a * rr) / n
+    a = torch.where(gain > min_gain, a, torch.zeros_like(a))
     return (y + _per_image(a, y.ndim) * r).clamp(0.0, 1.0), a

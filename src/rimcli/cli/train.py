@@ -40,6 +40,17 @@ def eval_ratio(v: str) -> float:
     return float(v)
 
 
+def _run_settings(out: Path | None) -> dict:
+    """A run's own settings (its config.json), so `--resume -o RUN` needs no other flag."""
+    from ..training import TrainConfig
+
+    path = (out or Path(TrainConfig.out)) / "config.json"
+    if not path.is_file():
+        return {}
+    saved = _read_config(path)
+    return saved.get("config", {}) if isinstance(saved.get("config"), dict) else {}
+
+
 def _read_config(path: Path) -> dict:
     import tomllib
 
@@ -133,7 +144,7 @@ def train(
     from ..training import train as run_training
 
     out = output_alias(out, out_alias)
-    settings = _read_config(config) if config else {}
+    settings = _read_config(config) if config else _run_settings(out) if resume else {}
     # the setting parameters above are read here, by name: each is named after its TrainConfig field
     settings.update(flag_settings({**ctx.params, "out": out}, {f.name for f in dataclasses.fields(TrainConfig)}))
     if not settings.get("data"):
