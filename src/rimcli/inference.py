@@ -11,7 +11,7 @@ import torch
 
 from .errors import InputError, RimError
 from .model import RIM
-from .operators import Denoise, LinearOperator, SigmaLike, as_sigma
+from .operators import Denoise, LinearOperator, SigmaLike, _bcast, as_sigma
 from .runtime import tune_allocator
 
 #: denoising at or below this noise std (gray levels) is guarded by `sure_blend` (one more run in the
@@ -162,12 +162,13 @@ def restore(
     if float(s.max()) == 0:  # noise-free by the user's word: SURE's best blend is the input itself
         out = y.clamp(0.0, 1.0)
         return Restored(out, [out] * steps if return_steps else None)
-    probe, eps = sure_probe(y, s.cpu())
+    s = s.cpu()
+    probe, eps = sure_probe(y, s)
     both = _restore(torch.cat([y, y + eps * probe]), operator, torch.cat([s, s]), model, steps, return_steps,
                     tile, tile_overlap, device, precision, on_tile)  # the probe run rides in the same batch
 
     def blend(x: torch.Tensor) -> torch.Tensor:
-        return sure_blend(y, *x.chunk(2), probe, eps, s.cpu(), min_gain=out_step**2 / 12)[0]
+        return sure_blend(y, *x.chunk(2), probe, eps, s, min_gain=out_step**2 / 12)[0]
 
     return Restored(blend(both.image), [blend(x) for x in both.steps] if both.steps is not None else None)
 
@@ -233,11 +234,7 @@ def sure_probe(y: torch.Tensor, sigma: torch.Tensor, seed: int = 0) -> tuple[tor
     denoiser's divergence at y (Ramani et al. 2008): eps is a tenth of the noise, so f stays near linear."""
     g = torch.Generator().manual_seed(seed)
     b = torch.randint(0, 2, y.shape, generator=g).to(y) * 2 - 1
-    return b, _per_image(0.1 * sigma.to(y).clamp_min(1.0 / 255.0), y.ndim)
-
-
-def _per_image(v: torch.Tensor, ndim: int) -> torch.Tensor:
-    return v.reshape(-1, *([1] * (ndim - 1)))
+    return b, _bcast(0.1 * sigma.to(y).clamp_min(1.0 / 255.0), y.ndim)
 
 
 def sure_blend(
@@ -263,4 +260,4 @@ def sure_blend(
     a = (s2 * (n - div) / rr.clamp_min(1e-30)).clamp(0.0, 1.0)
     gain = (2 * a * s2 * (n - div) - a * a * rr) / n
     a = torch.where(gain > min_gain, a, torch.zeros_like(a))
-    return (y + _per_image(a, y.ndim) * r).clamp(0.0, 1.0), a
+    return (y + _bcast(a, y.ndim) * r).clamp(0.0, 1.0), a
