@@ -351,7 +351,7 @@ def stage_speed(a: argparse.Namespace) -> None:
 
     from rimcli.inference import resolve_device
     from rimcli.model import RIM, RIMConfig
-    from rimcli.operators import Denoise, Downsample
+    from rimcli.tasks import DEFAULT_SIGMA, denoise_operator, superres_operator
     from rimcli.training import load_checkpoint
 
     if a.state is None or a.out is None:
@@ -366,7 +366,8 @@ def stage_speed(a: argparse.Namespace) -> None:
         ck = load_checkpoint(run / ("best.pt" if (run / "best.pt").is_file() else "last.pt"))
         model = RIM(RIMConfig.from_dict(ck["model_config"]))
         model.load_state_dict(ck["model"])
-        op, sigma = (Downsample(2), 0.0) if key == "sr" else (Denoise(), 25 / 255)
+        # SR x2 and denoising at the default sigma: the settings users run most
+        op, sigma = (superres_operator(2), 0.0) if key == "sr" else (denoise_operator(), DEFAULT_SIGMA["denoise"] / 255)
         x = torch.rand(1, model.config.channels, size, size, generator=torch.Generator().manual_seed(0))
         y = op.measure(x, sigma, torch.Generator().manual_seed(1))
         steps = ck["config"]["steps"]

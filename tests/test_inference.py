@@ -277,3 +277,19 @@ def test_a_blend_that_cannot_pay_for_its_rounding_is_not_made() -> None:
     kept, a_kept = inference.sure_blend(*args, min_gain=0.5 * drop)
     dropped, a_dropped = inference.sure_blend(*args, min_gain=2 * drop)
     assert float(a_kept) == float(a) and float(a_dropped) == 0 and torch.equal(dropped, y.clamp(0, 1))
+
+
+def test_the_guarded_run_is_always_full_precision(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The divergence probe is a tenth of sigma, below bf16's resolution: a half-precision request
+    still runs the guarded (low-noise) denoise in fp32, while a bad request fails as it would unguarded."""
+    seen = []
+    real = inference._restore
+    monkeypatch.setattr(inference, "_restore", lambda *a: seen.append(a[9]) or real(*a[:9], "fp32", a[10]))
+    monkeypatch.setattr(inference, "resolve_precision", lambda precision, device: None)  # bf16 needs CUDA here
+    y = _measure(Denoise(), (1, 1, 16, 16), sigma=2 / 255)
+    restore(y, Denoise(), 2 / 255, _model(), steps=1, device="cpu", precision="bf16")
+    restore(y, Denoise(), 25 / 255, _model(), steps=1, device="cpu", precision="bf16")
+    assert seen == ["fp32", "bf16"]
+    monkeypatch.undo()
+    with pytest.raises(DeviceError, match="precision"):
+        restore(y, Denoise(), 2 / 255, _model(), steps=1, device="cpu", precision="half")

@@ -179,6 +179,22 @@ def test_projection_init_is_consistent_with_noiseless_measurement(kind: str, rat
     torch.testing.assert_close(torch.einsum("bnk,bchwk->bchwn", row_space, blocks), blocks, rtol=1e-5, atol=1e-5)
 
 
+def test_projection_init_solves_a_training_batch_of_matrices() -> None:
+    """A training batch (one matrix per sample, ratio 1/2) at 2 threads: oneMKL's batched LU solve
+    failed here ("DLASWP", pivots < 1); the init must agree with each sample's own pinv."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        op = RandomProjection("gaussian", 0.5, seed=3, batch=8)
+        y = op.A(torch.rand(8, 1, 32, 32))
+        x0 = op.init(y)
+    finally:
+        torch.set_num_threads(threads)
+    pinv = torch.linalg.pinv(op.matrix.double())
+    expect = torch.einsum("bnm,bcmhw->bchwn", pinv, y.double())
+    torch.testing.assert_close(op._patches(x0.double()), expect, rtol=1e-4, atol=1e-4)
+
+
 def test_denoise_init_is_the_measurement() -> None:
     y = torch.rand(1, 3, 8, 8)
     assert torch.equal(Denoise().init(y), y)

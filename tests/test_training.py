@@ -143,6 +143,8 @@ def test_cli_train_then_export(data_dir: Path, tmp_path: Path) -> None:
     (entry,) = manifest
     assert entry["name"] == "my-rim" and entry["tasks"] == ["denoise"] and entry["default_steps"] == 2
     assert entry["training"]["command"].startswith("rim train") and entry["training"]["iterations"] == 5
+    first, then = entry["training"]["commands"]  # a resumed run keeps the command that set it up
+    assert "--config" in first and "--resume" in then
     assert len(entry["metrics"]["validation"]["psnr_per_step"]["denoise_s25"]) == 4  # T=2, curves to 2T
 
     from rimcli.weights import load_file
@@ -232,6 +234,39 @@ def test_channels_last_training_matches_the_plain_layout(data_dir: Path, tmp_pat
         finals.append(torch.load(run / "last.pt", weights_only=True)["model"])
     for k, v in finals[0].items():
         torch.testing.assert_close(finals[1][k], v, rtol=1e-3, atol=1e-4)
+
+
+def test_channels_last_trains_projections(data_dir: Path, tmp_path: Path) -> None:
+    """Projections measure vectors, not images: --channels-last must not reshape them, and the
+    run computes what the plain layout does."""
+    torch.set_num_threads(1)
+    finals = []
+    for cl in (False, True):
+        run = train(_cfg(data_dir, tmp_path / f"cl{cl}", task="3task", patch=32, iters=2, val_every=2,
+                         sigma_input=True, channels_last=cl))
+        finals.append(torch.load(run / "last.pt", weights_only=True)["model"])
+    for k, v in finals[0].items():
+        torch.testing.assert_close(finals[1][k], v, rtol=1e-3, atol=1e-4)
+
+
+def test_super_resolution_validation_scores_like_the_benchmark() -> None:
+    """SR validation is `metrics.sr_psnr` (Y, `scale` pixels shaved) of the 8-bit-rounded output:
+    damage inside the shaved border costs nothing there, and other tasks score every pixel."""
+    from rimcli.metrics import sr_psnr
+    from rimcli.training import val_psnr
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.round(torch.rand(2, 3, 24, 24, generator=g) * 255) / 255
+    x_hat = (x + 0.02 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    expect = np.mean([sr_psnr(np.round(a.permute(1, 2, 0).numpy() * 255), b.permute(1, 2, 0).numpy() * 255, 3)
+                      for a, b in zip(x_hat, x, strict=True)])
+    sr = {"task": "superres", "scale": 3}
+    assert val_psnr(sr, x_hat, x) == pytest.approx(expect, abs=1e-6)
+    edged = x_hat.clone()
+    edged[..., :3, :] = 1 - edged[..., :3, :]
+    assert val_psnr(sr, edged, x) == pytest.approx(val_psnr(sr, x_hat, x), abs=1e-9)
+    dn = {"task": "denoise", "sigma": 25}
+    assert val_psnr(dn, edged, x) < val_psnr(dn, x_hat, x) - 3
 
 
 def test_init_from_starts_a_run_from_other_weights(data_dir: Path, tmp_path: Path) -> None:

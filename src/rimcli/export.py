@@ -36,6 +36,8 @@ def export_run(run: Path, name: str, *, checkpoint: str = "best", weights_dir: P
         "world_size": meta.get("world_size", 1), "checkpoint": checkpoint, "config": cfg.to_dict(),
         "parameters": model.num_parameters(),
     }
+    if meta.get("commands"):  # a resumed run: every command, the first one in full
+        training["commands"] = meta["commands"]
     if meta.get("init_from_sha256"):
         training["init_from_sha256"] = meta["init_from_sha256"]
     # the file describes itself (a copy given by path behaves like the bundled name)

@@ -145,7 +145,8 @@ def restore(
     """Reconstruct x from y = A x + n with `steps` RIM iterations.
 
     Denoising at noise levels up to `SURE_MAX_SIGMA` (with `sure`) is guarded by `sure_blend`:
-    the result is never worse than the input in expectation, and sigma 0 returns the input.
+    the result is never worse than the input in expectation, and sigma 0 returns the input. The
+    guarded run is always fp32 (its divergence estimate needs the precision).
     `out_step` is the step the result will be rounded to (1/255 for an 8-bit file): rounding
     costs about step^2 / 12 per pixel, so a blend predicted to gain less is not made.
 
@@ -164,8 +165,11 @@ def restore(
         return Restored(out, [out] * steps if return_steps else None)
     s = s.cpu()
     probe, eps = sure_probe(y, s)
+    resolve_precision(precision, resolve_device(device))  # a bad choice still fails as it would unguarded
+    # always fp32: the probe (a tenth of sigma, ~1e-4) is below bf16's resolution near 0.5 (~4e-3),
+    # so half precision would blur the divergence estimate the blend rests on
     both = _restore(torch.cat([y, y + eps * probe]), operator, torch.cat([s, s]), model, steps, return_steps,
-                    tile, tile_overlap, device, precision, on_tile)  # the probe run rides in the same batch
+                    tile, tile_overlap, device, "fp32", on_tile)  # the probe run rides in the same batch
 
     def blend(x: torch.Tensor) -> torch.Tensor:
         return sure_blend(y, *x.chunk(2), probe, eps, s, min_gain=out_step**2 / 12)[0]

@@ -331,7 +331,9 @@ class RandomProjection(LinearOperator):
         mat = self.matrix.double()
         gram = mat @ mat.transpose(-1, -2)
         gram = gram + 1e-8 * torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
-        pinv = torch.linalg.solve(gram, mat).transpose(-1, -2).to(y).expand(b, -1, -1)
+        # the Gram matrix is SPD: Cholesky is cheaper than LU, and oneMKL's batched LU solve
+        # fails outright for batches of m >= 256 rows at 2 threads (torch 2.13, "DLASWP")
+        pinv = torch.cholesky_solve(mat, torch.linalg.cholesky(gram)).transpose(-1, -2).to(y).expand(b, -1, -1)
         blocks = torch.einsum("bnm,bcmhw->bchwn", pinv, y)
         return blocks.reshape(b, c, h, w, p, p).permute(0, 1, 2, 4, 3, 5).reshape(b, c, h * p, w * p)
 

@@ -26,7 +26,7 @@ import torch.nn as nn
 from .errors import RimError
 from .inference import resolve_device, unroll
 from .io import EXTENSIONS, read_image, to_float
-from .metrics import psnr_batch
+from .metrics import psnr_batch, sr_psnr
 from .model import RIM, RIMConfig, transfer_weights
 from .operators import LinearOperator
 from .runtime import tune_allocator
@@ -369,7 +369,7 @@ def _val_operator(s: dict, n: int) -> tuple[LinearOperator, float]:
 
 @torch.no_grad()
 def validate(model: RIM, cfg: TrainConfig, x: torch.Tensor, device: torch.device) -> dict[str, list[float]]:
-    """PSNR (peak 1 on 8-bit-rounded outputs) at every step for each validation setting."""
+    """PSNR of 8-bit-rounded outputs at every step for each validation setting (`val_psnr`)."""
     model.eval()
     out = {}
     for label, s in validation_set(cfg):
@@ -377,10 +377,24 @@ def validate(model: RIM, cfg: TrainConfig, x: torch.Tensor, device: torch.device
         g = torch.Generator().manual_seed(4321)
         y = stored_measurement(s["task"], op.measure(x, sigma / 255.0, g))
         xs = unroll(model, y.to(device), op.to(device), sigma / 255.0, 2 * cfg.steps)
-        ref = x.to(device)
-        out[label] = [float(psnr_batch(torch.round(xt * 255) / 255, ref, peak=1.0, min_mse=1e-12).mean()) for xt in xs]
+        out[label] = [val_psnr(s, xt, x) for xt in xs]
     model.train()
     return out
+
+
+def val_psnr(setting: dict, x_hat: torch.Tensor, x: torch.Tensor) -> float:
+    """Mean PSNR over a batch of the output rounded to 8 bits: peak 1 on all channels, and for
+    super-resolution the benchmark's protocol (`metrics.sr_psnr`: Y, `scale` pixels shaved), so that
+    the checkpoint and steps picked on validation are picked by what the benchmark scores."""
+    out = torch.round(x_hat.float().cpu() * 255)
+    if setting["task"] != "superres":
+        return float(psnr_batch(out / 255, x.cpu(), peak=1.0, min_mse=1e-12).mean())
+    pairs = zip(_hwc(out), _hwc(x.cpu() * 255), strict=True)
+    return float(np.mean([sr_psnr(a, b, setting["scale"]) for a, b in pairs]))
+
+
+def _hwc(t: torch.Tensor) -> np.ndarray:
+    return t.permute(0, 2, 3, 1).double().numpy()
 
 
 def val_score(curves: dict[str, list[float]], steps: int) -> float:
@@ -610,6 +624,9 @@ def _run_meta(cfg: TrainConfig, command: str | None, train_files: list[Path], va
     meta = {"command": command, "commit": git_commit(), "train_images": len(train_files),
             "val_images": [f.name for f in val_files], "world_size": dist.world}
     if resumed_meta is not None:
+        # a resumed run's own command names only what changed: keep every command that made it
+        earlier = resumed_meta.get("commands") or [resumed_meta.get("command")]
+        meta["commands"] = [c for c in earlier if c] + ([command] if command else [])
         if "init_from_sha256" in resumed_meta:
             meta["init_from_sha256"] = resumed_meta["init_from_sha256"]
     elif cfg.init_from:  # which weights it started from, not just their path
@@ -627,7 +644,7 @@ def _iteration(run: _Run) -> float:
     x = run.sampler.batch(cfg.batch)
     op, y, sigma = corrupt(cfg, task, x, gen)
     x, y, sigma, op = x.to(run.device), y.to(run.device), sigma.to(run.device), op.to(run.device)
-    if cfg.channels_last:
+    if cfg.channels_last and y.dim() == 4:  # projections measure vectors; the cell's NHWC weights still set the layout
         y = y.contiguous(memory_format=torch.channels_last)
     xs = run.net(y, op, sigma, cfg.steps, run.amp, cfg.grad_checkpoint)
     loss = unrolled_loss(xs, x, run.weights)

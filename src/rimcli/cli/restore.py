@@ -23,6 +23,7 @@ import typer
 
 from ..api import Options, Outcome, Problem
 from ..io import EXTENSIONS
+from ..tasks import DEFAULT_SIGMA
 from . import app
 from .common import USER_ERRORS, CLIError, console, fail, handle_errors, is_stdout, one_line, out, write_text
 
@@ -141,7 +142,8 @@ def _restore_command(func: Callable[..., None]) -> Callable[..., None]:
 @handle_errors
 @_restore_command
 def denoise(
-    sigma: Annotated[str, _opt("--sigma", help="Noise std on the 0..255 scale, or 'auto' to estimate it per image.")] = "25",
+    sigma: Annotated[str, _opt("--sigma", help="Noise std on the 0..255 scale, or 'auto' to estimate it per image.")] = (
+        f"{DEFAULT_SIGMA['denoise']:g}"),
     simulate: Simulate = False,
     reference: Reference = None,
     *,
@@ -156,8 +158,8 @@ def denoise(
 @handle_errors
 @_restore_command
 def superres(
-    scale: Annotated[int, typer.Option("--scale", "-s", help="Upscaling factor: 2, 3 or 4.")] = 3,
-    sigma: Annotated[float, typer.Option("--sigma", help=NOISE_HELP)] = 0.0,
+    scale: Annotated[int, typer.Option("--scale", "-s", help="Upscaling factor: 2, 3 or 4.")] = Problem.scale,
+    sigma: Annotated[float, typer.Option("--sigma", help=NOISE_HELP)] = DEFAULT_SIGMA["superres"],
     simulate: Simulate = False,
     reference: Reference = None,
     *,
@@ -174,7 +176,7 @@ def superres(
 def deblur(
     kernel: Annotated[Path | None, _opt("--kernel", help="Blur kernel image or .npy (odd sides), normalised to sum 1.")] = None,
     blur_sigma: Annotated[float | None, _opt("--blur-sigma", help="Or a Gaussian blur of this std in pixels.")] = None,
-    sigma: Annotated[float, typer.Option("--sigma", help=NOISE_HELP)] = 1.0,
+    sigma: Annotated[float, typer.Option("--sigma", help=NOISE_HELP)] = DEFAULT_SIGMA["deblur"],
     simulate: Simulate = False,
     reference: Reference = None,
     *,
@@ -193,9 +195,9 @@ def deblur(
 @handle_errors
 @_restore_command
 def cs(
-    ensemble: Annotated[str, typer.Option("--ensemble", help="Random projections: gaussian, binary or fourier.")] = "gaussian",
-    ratio: Annotated[float, typer.Option("--ratio", help="Measurements per pixel of each 32x32 block, in (0, 1].")] = 0.25,
-    sigma: Annotated[float, typer.Option("--sigma", help=NOISE_HELP)] = 0.0,
+    ensemble: Annotated[str, typer.Option("--ensemble", help="Projections: gaussian, binary or fourier.")] = Problem.ensemble,
+    ratio: Annotated[float, typer.Option("--ratio", help="Measurements per pixel of a 32x32 block, in (0, 1].")] = Problem.ratio,
+    sigma: Annotated[float, typer.Option("--sigma", help=NOISE_HELP)] = DEFAULT_SIGMA["cs"],
     *,
     common: Common,
 ) -> None:

@@ -52,7 +52,10 @@ def _run_settings(out: Path | None) -> dict:
 
 
 def _read_config(path: Path) -> dict:
-    import tomllib
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: the same parser as the tomli package (a dependency there)
+        import tomli as tomllib
 
     if not path.is_file():
         fail(f"config file {path} does not exist")
