@@ -386,10 +386,10 @@ def val_psnr(setting: dict, x_hat: torch.Tensor, x: torch.Tensor) -> float:
     """Mean PSNR over a batch of the output rounded to 8 bits: peak 1 on all channels, and for
     super-resolution the benchmark's protocol (`metrics.sr_psnr`: Y, `scale` pixels shaved), so that
     the checkpoint and steps picked on validation are picked by what the benchmark scores."""
-    out = torch.round(x_hat.float().cpu() * 255)
-    if setting["task"] != "superres":
-        return float(psnr_batch(out / 255, x.cpu(), peak=1.0, min_mse=1e-12).mean())
-    pairs = zip(_hwc(out), _hwc(x.cpu() * 255), strict=True)
+    out = torch.round(x_hat.float() * 255)
+    if setting["task"] != "superres":  # on the device, as before
+        return float(psnr_batch(out / 255, x.to(out.device), peak=1.0, min_mse=1e-12).mean())
+    pairs = zip(_hwc(out.cpu()), _hwc(x.cpu() * 255), strict=True)
     return float(np.mean([sr_psnr(a, b, setting["scale"]) for a, b in pairs]))
 
 
