@@ -18,11 +18,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 import rimcli
 from rimcli.metrics import psnr  # peak 255 on the uint8 images, inf for identical ones
-from rimcli.training import TrainConfig, _split
+from rimcli.training import TrainConfig, _split, load_images
 
 
 def main() -> None:
@@ -35,10 +34,9 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
     _, held_out = _split(TrainConfig(data=a.data, val_split=a.val_split))
-    images = []
-    for f in held_out:
-        with Image.open(f) as im:
-            images.append(np.asarray(im.convert("L" if a.channels == 1 else "RGB")))
+    # decoded as training decodes them (gray: the same luma), HxW or HxWx3 uint8
+    images = [t.numpy().transpose(1, 2, 0).squeeze(2) if a.channels == 1 else t.numpy().transpose(1, 2, 0)
+              for t in load_images(held_out, a.channels)]
     rows = []
     print("| sigma | input PSNR | output PSNR | worst change | worse images |")
     print("| --- | --- | --- | --- | --- |")

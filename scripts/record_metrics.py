@@ -14,6 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
+from rimcli.benchmark_report import headline
 from rimcli.weights import read_manifest, weights_dir, write_manifest
 
 
@@ -44,14 +45,6 @@ def collect(folder: Path) -> dict[str, dict[str, dict]]:
                                    f"{report['machine'].get('device')}")
                 found.setdefault(sha, {}).setdefault(_key(report), {})[run["label"]] = fig
     return found
-
-
-def headline(benchmarks: dict[str, dict]) -> str:
-    parts = []
-    for key, settings in benchmarks.items():
-        vals = "/".join(f"{f['psnr']:.2f}" for f in settings.values())
-        parts.append(f"{key} {'/'.join(settings)}: {vals} dB")
-    return "; ".join(parts)
 
 
 def main() -> None:

@@ -227,5 +227,7 @@ def test_import_stays_cheap() -> None:
 
 
 def test_the_rounding_step_of_a_saved_result() -> None:
-    assert api._step(np.dtype(np.uint8)) == 1 / 255 and api._step(np.dtype(np.uint16)) == 1 / 65535
-    assert api._step(np.dtype(np.float32)) == 0.0
+    from rimcli.io import quantum
+
+    assert quantum(np.uint8) == 1 / 255 and quantum(np.dtype(np.uint16)) == 1 / 65535
+    assert quantum(np.float32) == 0.0

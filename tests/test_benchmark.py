@@ -336,3 +336,15 @@ def mk_section(tmp_path: Path, speed_json: Path) -> bool:
     (folder / "speed.json").write_text(speed_json.read_text())
     text, _ = _script("make_benchmarks_md").build(folder)
     return "## Speed" in text and "| RIM, default steps |" in text
+
+
+def test_headline_groups_settings_that_share_a_name() -> None:
+    from rimcli.benchmark_report import headline
+
+    f = lambda v: {"psnr": v}  # noqa: E731
+    bench = {"bsd68": {"sigma=15": f(30.444), "sigma=25": f(28.2)},
+             "projections": {"gaussian 1/2": f(29.24), "gaussian 1/4": f(27.7), "fourier 1/2": f(25.3)},
+             "b100": {"x2": f(31.25), "x3": f(28.36)}}
+    assert headline(bench) == ("bsd68 sigma 15,25: 30.44/28.20 dB; "
+                               "projections gaussian 1/2,1/4: 29.24/27.70, fourier 1/2: 25.30 dB; "
+                               "b100 x2/x3: 31.25/28.36 dB")

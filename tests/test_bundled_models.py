@@ -35,3 +35,16 @@ def test_denoiser_improves_an_8bit_noisy_photo(model: str, sigma: float) -> None
     out = rimcli.denoise(noisy, sigma=sigma, model=model)
     gain = _psnr(out, photo) - _psnr(noisy, photo)
     assert gain > {5: 0.5, 15: 3.0, 25: 5.0}[sigma], gain
+
+
+def test_every_bundled_file_describes_itself() -> None:
+    """A bundled file given by path (a copy, say) runs exactly like its name: the file's own
+    metadata carries the manifest's name, tasks and default steps (issue 12, item 3)."""
+    from rimcli.weights import file_metadata, read_manifest, weights_dir
+
+    entries = read_manifest()
+    assert entries, "no bundled models"
+    for name, entry in entries.items():
+        meta = file_metadata(weights_dir() / entry.file)
+        assert (meta.get("name"), meta.get("tasks"), meta.get("default_steps")) == \
+            (name, entry.tasks, entry.default_steps), name

@@ -143,20 +143,46 @@ def test_simulate_help_names_the_corrupted_file() -> None:
     assert "NAME_noisy" in re.sub(r"[\s│]+", " ", out)
 
 
+def _table_rim(work: Path, names: list[str]) -> tuple[str, dict]:
+    for name in names:
+        save(work / "in" / name, rand((H, W, 3)))
+    src = work / "in" / names[0] if len(names) == 1 else work / "in"
+    code, _, err = rim("denoise", src, "--simulate", "--sigma", 25, "--steps", 1, "--json", "r.json")
+    assert code == 0
+    assert max(len(line) for line in err.splitlines()) <= 80, err
+    return err, {Path(f["input"]).name: f for f in json.loads((work / "r.json").read_text())["files"]}
+
+
+def _figures_on_the_name_lines(err: str, name: str, stem: str, record: dict) -> None:
+    """The input's PSNR and SSIM on the input's line, the output's on the output's line."""
+    lines = err.splitlines()
+    for shown, side in ((name, "input"), (f"{stem}_denoised.png", "output")):
+        line = next((ln for ln in lines if ln.startswith(shown + " ")), None)
+        assert line is not None, err  # the whole name, never broken
+        m = record["metrics"][side]
+        assert f"{m['psnr']:.2f}" in line and f"{m['ssim']:.3f}" in line, (side, err)
+
+
 @pytest.mark.parametrize("names", [["astronaut.png"], ["astronaut.png", "a_rather_long_holiday_photo.png"]])
 def test_result_table_fits_80_columns_without_breaking_names(work: Path, monkeypatch: pytest.MonkeyPatch,
                                                              names: list[str]) -> None:
     monkeypatch.setattr(common.console, "_width", 80)
+    err, records = _table_rim(work, names)
     for name in names:
-        save(work / "in" / name, rand((H, W, 3)))
-    src = work / "in" / names[0] if len(names) == 1 else work / "in"
-    code, _, err = rim("denoise", src, "--simulate", "--sigma", 25, "--steps", 1)
-    assert code == 0
-    assert max(len(line) for line in err.splitlines()) <= 80, err
-    for name in names:
-        stem = Path(name).stem
-        for shown in (name, f"{stem}_denoised.png"):
-            assert shown in err, err
+        _figures_on_the_name_lines(err, name, Path(name).stem, records[name])
+
+
+def test_result_table_keeps_figures_whole_beside_a_very_long_name(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name longer than the terminal folds; the figures stay whole, on the input's first line."""
+    monkeypatch.setattr(common.console, "_width", 80)
+    name = "holiday_" + "x" * 62 + ".png"
+    err, records = _table_rim(work, [name])
+    m = records[name]["metrics"]
+    lines = err.splitlines()
+    rows = lines[next(i for i, ln in enumerate(lines) if ln.startswith("───")) + 1:]  # below the header
+    assert f"{m['input']['psnr']:.2f}" in rows[0] and f"{m['input']['ssim']:.3f}" in rows[0], err
+    assert f"{m['output']['psnr']:.2f}" in rows[1] and f"{m['output']['ssim']:.3f}" in rows[1], err
+    assert rows[0].split()[0] + rows[1].split()[0] == name, err  # folded, never cut
 
 
 # --------------------------------------------------------------------------- 8: CMYK and float TIFF

@@ -99,19 +99,27 @@ def test_a_bug_in_one_file_of_a_batch_stops_the_batch(tmp_path: Path, monkeypatc
     assert "error:" not in result.stderr
 
 
-def test_a_bug_shows_its_traceback_from_the_real_command(tmp_path: Path) -> None:
+@pytest.mark.parametrize("error", ["ValueError", "OSError"])  # OSError too: only a RimError is the user's
+def test_a_bug_shows_its_traceback_from_the_real_command(tmp_path: Path, error: str) -> None:
     code = (
         "import sys, rimcli.cli, rimcli.cli.examples as ex\n"
         "rimcli.cli._register()\n"
-        "def bug(name): raise ValueError('an internal bug')\n"
+        f"def bug(name): raise {error}('an internal bug')\n"
         "ex.example_path = bug\n"
         "sys.argv = ['rim', 'example', 'camera']\n"
         "rimcli.cli.main()\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert r.returncode == 1, r.stderr
-    assert "Traceback" in r.stderr and "ValueError: an internal bug" in r.stderr
+    assert "Traceback" in r.stderr and f"{error}: an internal bug" in r.stderr
     assert not any(line.startswith("error:") for line in r.stderr.splitlines())
+
+
+@pytest.mark.parametrize("scale", ["5", "2.5", "1"])
+def test_benchmark_refuses_a_scale_inference_does_not_serve(scale: str) -> None:
+    result = _invoke("benchmark", "set5", "--scale", scale)
+    assert result.exit_code == 2 and "bad scale" in result.output and "use 2, 3, 4" in result.output
+
 
 
 def test_click_usage_errors_still_exit_2() -> None:
@@ -149,3 +157,56 @@ def test_api_argument_errors_are_input_errors_and_value_errors(tmp_path: Path) -
     (tmp_path / "text.npy").write_text("not an array")
     with pytest.raises(InputError, match=r"text\.npy: not a readable \.npy blur kernel"):
         load_kernel(tmp_path / "text.npy")
+
+
+@pytest.mark.parametrize("exc", [OSError(5, "Input/output error"), PermissionError(13, "Permission denied")],
+                         ids=["OSError", "PermissionError"])
+def test_an_os_error_no_rim_error_wraps_is_a_bug(exc: OSError, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The user's files are wrapped into a RimError where they are opened; a bare OSError that
+    escapes a command is a bug (a path of our own, a temp file, ...) and is not disguised."""
+    def bug(name: str) -> Path:
+        raise exc
+
+    monkeypatch.setattr(cli_examples, "example_path", bug)
+    result = _invoke("example", "camera")
+    assert result.exception is exc and result.exit_code == 1
+    assert "error:" not in result.stderr
+
+
+def _unreadable(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
+    """Reading `path` fails as for a file without read permission (chmod would not stop root)."""
+    real = Path.read_text
+
+    def read_text(self: Path, *args: object, **kwargs: object) -> str:
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", read_text)
+
+
+USER_FILE_CASES = {
+    "missing --config": (["train", "--data", "imgs", "--config", "nowhere.toml"], "config file nowhere.toml does not exist"),
+    "unreadable --config": (["train", "--data", "imgs", "--config", "cfg.toml"], "cfg.toml cannot be read (Permission denied)"),
+    "unreadable manifest": (["models"], "manifest.json cannot be read (Permission denied)"),
+    "output under a file": (["example", "camera", "-o", "a-file/camera.png"], "a-file: cannot write there"),
+    "run folder under a file": (["train", "-q", "--data", "imgs", "-o", "a-file/run"], "cannot create the run folder"),
+}
+
+
+@pytest.mark.parametrize("case", list(USER_FILE_CASES))
+def test_a_missing_or_unreadable_user_file_is_one_line_exit_2(case: str, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "cfg.toml").write_text("hidden = 8\n")
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "manifest.json").write_text('{"models": []}')
+    monkeypatch.setenv("RIM_WEIGHTS", str(tmp_path / "weights"))
+    _unreadable(monkeypatch, Path("cfg.toml"))
+    _unreadable(monkeypatch, tmp_path / "weights" / "manifest.json")
+    args, message = USER_FILE_CASES[case]
+    result = _invoke(*args)
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert result.stderr.startswith("error: ") and message in result.stderr, result.stderr
+    assert len(result.stderr.splitlines()) == 1

@@ -23,7 +23,7 @@ import numpy as np
 
 from . import tasks
 from .errors import InputError, RestoreError
-from .io import from_float, to_float
+from .io import GRAY_LEVELS, from_float, quantum, to_float
 from .tasks import DEFAULT_SIGMA, ENSEMBLES, SR_SCALES, TASKS, fit_channels, pad_to_blocks, sr_crop, sr_crop_size
 
 if TYPE_CHECKING:
@@ -270,7 +270,7 @@ def run(img: np.ndarray, problem: Problem, model: ModelLike = None, options: Opt
     y, truth = _measure(problem, op, x, sigma)
     out_h, out_w = truth.shape[:2] if truth is not None else op.x_shape(y.shape)[-2:]
     start = _numpy(y if problem.task == "deblur" else op.init(y))  # before restore moves op to the device
-    final, every, tile = _reconstruct(y, op, sigma, loaded, n_steps, options, _step(arr.dtype))
+    final, every, tile = _reconstruct(y, op, sigma, loaded, n_steps, options, quantum(arr.dtype))
     if not all(np.isfinite(a).all() for a in (final, *(every or []))):  # would save as black, silently
         raise RestoreError("the restoration produced inf or NaN values (try full precision, or another model)")
     crop = (slice(0, out_h), slice(0, out_w))  # undoes the cs padding; a no-op otherwise
@@ -349,18 +349,13 @@ def _measure(problem: Problem, op: LinearOperator, x: np.ndarray, sigma: float) 
     import torch
 
     generator = torch.Generator().manual_seed(int(problem.seed))
-    return op.measure(_tensor(source), sigma / 255.0, generator), truth
+    return op.measure(_tensor(source), sigma / GRAY_LEVELS, generator), truth
 
 
 def auto_tile(batch: int, height: int, width: int, hidden: int) -> int:
     """The tile size `tile=None` picks: whole image unless that would need more than the budget."""
     need = batch * height * width * hidden * _BYTES_PER_PIXEL_HIDDEN
     return AUTO_TILE if need > AUTO_TILE_BUDGET else 0
-
-
-def _step(dtype: np.dtype) -> float:
-    """The rounding step (0..1 scale) of a result saved as `dtype`; 0 for floats."""
-    return 1.0 / np.iinfo(dtype).max if np.dtype(dtype).kind == "u" else 0.0
 
 
 def _reconstruct(
@@ -380,7 +375,7 @@ def _reconstruct(
         res = restore(
             batch,
             op,
-            sigma / 255.0,
+            sigma / GRAY_LEVELS,
             loaded.net,
             steps,
             return_steps=options.return_steps,
@@ -432,7 +427,7 @@ def _score(a: np.ndarray, truth: np.ndarray, problem: Problem, with_ssim: bool =
     published protocol), on all channels of the whole image otherwise."""
     from .metrics import psnr, sr_y, ssim
 
-    a, b = a.astype(np.float64) * 255.0, truth.astype(np.float64) * 255.0
+    a, b = a.astype(np.float64) * GRAY_LEVELS, truth.astype(np.float64) * GRAY_LEVELS
     if problem.task == "superres":
         a, b = sr_y(a, problem.scale), sr_y(b, problem.scale)
     elif a.shape[2] == 1:
@@ -509,8 +504,8 @@ def _estimate(x: np.ndarray) -> float:
     with warnings.catch_warnings():  # scikit-image warns on narrow images; the check above covers them
         warnings.simplefilter("ignore")
         if x.shape[2] == 1:
-            return float(wavelet_sigma(x[..., 0], channel_axis=None)) * 255.0
-        return float(wavelet_sigma(x, channel_axis=-1, average_sigmas=True)) * 255.0
+            return float(wavelet_sigma(x[..., 0], channel_axis=None)) * GRAY_LEVELS
+        return float(wavelet_sigma(x, channel_axis=-1, average_sigmas=True)) * GRAY_LEVELS
 
 
 def estimate_sigma(img: np.ndarray) -> float:

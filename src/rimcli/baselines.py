@@ -31,6 +31,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .errors import InputError, RimError
+from .io import GRAY_LEVELS
 
 Denoiser = Callable[[np.ndarray, float], np.ndarray]
 Upscaler = Callable[[np.ndarray, int], np.ndarray]
@@ -54,14 +55,14 @@ def _is_colour(img: np.ndarray) -> bool:
 def bm3d_denoise(noisy: np.ndarray, sigma: float) -> np.ndarray:
     bm3d = require_bm3d()
     if _is_colour(noisy):
-        return np.asarray(bm3d.bm3d_rgb(noisy, sigma_psd=sigma / 255.0), dtype=np.float64)
-    return np.asarray(bm3d.bm3d(noisy, sigma_psd=sigma / 255.0), dtype=np.float64)
+        return np.asarray(bm3d.bm3d_rgb(noisy, sigma_psd=sigma / GRAY_LEVELS), dtype=np.float64)
+    return np.asarray(bm3d.bm3d(noisy, sigma_psd=sigma / GRAY_LEVELS), dtype=np.float64)
 
 
 def nlm_denoise(noisy: np.ndarray, sigma: float) -> np.ndarray:
     from skimage.restoration import denoise_nl_means
 
-    s = sigma / 255.0
+    s = sigma / GRAY_LEVELS
     colour = _is_colour(noisy)
     patch = 7 if (not colour and sigma > 30) else 5
     return denoise_nl_means(noisy, h=0.6 * s, sigma=s, fast_mode=True, patch_size=patch, patch_distance=6,
@@ -69,7 +70,7 @@ def nlm_denoise(noisy: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def tv_weight(sigma: float) -> float:
-    return float(np.interp(sigma, TV_SIGMAS, TV_FACTORS)) * sigma / 255.0
+    return float(np.interp(sigma, TV_SIGMAS, TV_FACTORS)) * sigma / GRAY_LEVELS
 
 
 def tv_denoise(noisy: np.ndarray, sigma: float) -> np.ndarray:
@@ -82,7 +83,7 @@ def wavelet_denoise(noisy: np.ndarray, sigma: float) -> np.ndarray:
     from skimage.restoration import denoise_wavelet
 
     colour = _is_colour(noisy)
-    return denoise_wavelet(noisy, sigma=sigma / 255.0, method="BayesShrink", mode="soft", rescale_sigma=True,
+    return denoise_wavelet(noisy, sigma=sigma / GRAY_LEVELS, method="BayesShrink", mode="soft", rescale_sigma=True,
                            channel_axis=-1 if colour else None, convert2ycbcr=colour)
 
 

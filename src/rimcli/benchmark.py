@@ -48,6 +48,7 @@ from .benchmark_report import (  # noqa: F401 - re-exported: the rendering's old
     write_outputs,
 )
 from .errors import RimError
+from .io import GRAY_LEVELS, quantum
 from .metrics import psnr, psnr_batch, sr_metrics, sr_psnr, ssim, to_uint8_scale
 from .tasks import CS_BLOCK, DENOISE_TEST_SIGMAS, cs_operator, denoise_operator, fit_channels, superres_operator
 
@@ -149,7 +150,7 @@ def run_rim(spec: ModelSpec, y_img: np.ndarray, operator, sigma01: float, device
 
     y, back = _to_batch(y_img, spec.channels)
     same = spec.max_steps == spec.steps
-    step = 1 / 255  # results are scored as 8-bit images, as `rim` saves them for 8-bit inputs
+    step = quantum(np.uint8)  # results are scored as 8-bit images, as `rim` saves them for 8-bit inputs
     t0 = time.perf_counter()
     res = restore(y, operator, sigma01, spec.model, spec.steps, return_steps=curve and same, device=device,
                   out_step=step)
@@ -168,9 +169,9 @@ def run_rim(spec: ModelSpec, y_img: np.ndarray, operator, sigma01: float, device
 def add_noise(clean: np.ndarray, sigma: float, seed: int, quantize: bool = False) -> np.ndarray:
     """The benchmark's noisy image: clean in [0,1] plus N(0, sigma/255), seeded; optional 8-bit rounding."""
     noise = np.random.default_rng(seed).standard_normal(clean.shape)
-    noisy = np.asarray(clean, dtype=np.float64) + (sigma / 255.0) * noise
+    noisy = np.asarray(clean, dtype=np.float64) + (sigma / GRAY_LEVELS) * noise
     if quantize:
-        noisy = np.clip(np.round(noisy * 255.0), 0, 255) / 255.0
+        noisy = np.clip(np.round(noisy * GRAY_LEVELS), 0, GRAY_LEVELS) / GRAY_LEVELS
     return noisy
 
 
@@ -244,7 +245,7 @@ def run_denoise(
 
 
 def _warm_denoise(img_u8: np.ndarray, specs: list[ModelSpec], funcs: dict, device: str) -> None:
-    crop = img_u8[:64, :64] / 255.0
+    crop = img_u8[:64, :64] / GRAY_LEVELS
     for spec in specs:
         run_rim(ModelSpec(**{**spec.to_dict(), "steps": 1, "max_steps": 1}, model=spec.model),
                 crop, denoise_operator(), 0.1, device, curve=False)
@@ -254,7 +255,7 @@ def _warm_denoise(img_u8: np.ndarray, specs: list[ModelSpec], funcs: dict, devic
 
 def _denoise_one(img_name: str, clean_u8: np.ndarray, sigma: float, seed: int, quantize: bool,
                  specs: list[ModelSpec], funcs: dict, device: str) -> dict:
-    clean = clean_u8.astype(np.float64) / 255.0
+    clean = clean_u8.astype(np.float64) / GRAY_LEVELS
     ref = clean_u8.astype(np.float64)
     noisy = add_noise(clean, sigma, seed, quantize)
 
@@ -266,7 +267,7 @@ def _denoise_one(img_name: str, clean_u8: np.ndarray, sigma: float, seed: int, q
     p, s = score(noisy)
     methods["noisy"] = {"psnr": p, "ssim": s, "seconds": 0.0}
     for spec in specs:
-        run = run_rim(spec, noisy, denoise_operator(), sigma / 255.0, device)
+        run = run_rim(spec, noisy, denoise_operator(), sigma / GRAY_LEVELS, device)
         p, s = score(run.final)
         methods[spec.label] = {"psnr": p, "ssim": s, "seconds": run.seconds,
                                "psnr_steps": [psnr(to_uint8_scale(e), ref) for e in run.every or []]}
@@ -324,7 +325,7 @@ def _warm_sr(lr_u8: np.ndarray, scale: int, specs: list[ModelSpec], funcs: dict,
     crop = lr_u8[:32, :32]
     for spec in specs:
         run_rim(ModelSpec(**{**spec.to_dict(), "steps": 1, "max_steps": 1}, model=spec.model),
-                crop / 255.0, superres_operator(scale), 0.0, device, curve=False)
+                crop / GRAY_LEVELS, superres_operator(scale), 0.0, device, curve=False)
     for f in funcs.values():
         f(crop, scale)
 
@@ -336,7 +337,7 @@ def _sr_one(img_name: str, hr: np.ndarray, lr: np.ndarray, scale: int, sigma: fl
 
     methods: dict[str, dict] = {}
     for spec in specs:
-        run = run_rim(spec, lr / 255.0, superres_operator(scale), sigma / 255.0, device)
+        run = run_rim(spec, lr / GRAY_LEVELS, superres_operator(scale), sigma / GRAY_LEVELS, device)
         p, s = score(to_uint8_scale(run.final))
         curve = [sr_psnr(to_uint8_scale(e), hr, scale) for e in run.every or []]
         methods[spec.label] = {"psnr": p, "ssim": s, "seconds": run.seconds, "psnr_steps": curve}
@@ -361,7 +362,7 @@ def sample_patches(images: list[np.ndarray], n: int, seed: int, size: int = PATC
         img = images[i]
         r = rng.integers(0, img.shape[0] - size + 1)
         c = rng.integers(0, img.shape[1] - size + 1)
-        out[k] = img[r:r + size, c:c + size] / 255.0
+        out[k] = img[r:r + size, c:c + size] / GRAY_LEVELS
     return out
 
 

@@ -9,6 +9,7 @@ depends on nothing else in the package but `io.write_bytes`.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from pathlib import Path
@@ -23,6 +24,32 @@ def _fmt(v: Any, digits: int = 2) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "-"
     return f"{v:.{digits}f}"
+
+
+def headline(benchmarks: dict[str, dict[str, dict]]) -> str:
+    """One line of a model's recorded figures (`rim models`), settings that share a name grouped:
+    "bsd68 sigma 15,25,50: 30.44/28.24/25.55 dB; projections gaussian 1/2,1/4: 29.24/27.71 dB"."""
+    parts = []
+    for key, settings in benchmarks.items():
+        groups: list[tuple[str, list[str], list[str]]] = []  # (name, values, PSNRs), in recorded order
+        for setting, figures in settings.items():
+            name, value = _split_setting(setting)
+            if not groups or groups[-1][0] != name:
+                groups.append((name, [], []))
+            groups[-1][1].append(value)
+            groups[-1][2].append(f"{figures['psnr']:.2f}")
+        parts.append(f"{key} " + ", ".join(f"{name + ' ' if name else ''}{(',' if name else '/').join(values)}: "
+                                             f"{'/'.join(psnrs)}" for name, values, psnrs in groups) + " dB")
+    return "; ".join(parts)
+
+
+def _split_setting(setting: str) -> tuple[str, str]:
+    """'sigma=25' -> ('sigma', '25'); 'gaussian 1/2' -> ('gaussian', '1/2'); 'x2' -> ('', 'x2')."""
+    for sep in ("=", " "):
+        if sep in setting:
+            name, value = setting.rsplit(sep, 1)
+            return name, value
+    return "", setting
 
 
 def _method_name(row: dict) -> str:
@@ -95,27 +122,33 @@ def render_markdown(report: dict, level: int = 2, steps: bool = True) -> str:
     return "\n".join(lines)
 
 
-def write_csv(report: dict, path: Path) -> None:
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        if report["task"] == "cs":
-            w.writerow(["ensemble", "ratio", "method", "step", "psnr_mean", "psnr_std", "patches"])
-            for run in report["runs"]:
-                s = run["setting"]
-                for r in run["summary"]:
-                    if r.get("psnr_steps"):
-                        for t, (mu, sd) in enumerate(zip(r["psnr_steps"], r["psnr_steps_std"], strict=True), 1):
-                            w.writerow([s["ensemble"], s["ratio"], r["method"], t, f"{mu:.4f}", f"{sd:.4f}", run["patches"]])
-                    else:
-                        w.writerow([s["ensemble"], s["ratio"], r["method"], 0, f"{r['psnr']:.4f}", f"{r['psnr_std']:.4f}",
-                                    run["patches"]])
-            return
-        w.writerow(["benchmark", "setting", "image", "method", "psnr", "ssim", "seconds"])
+def write_csv(report: dict, path: str | Path) -> None:
+    write_bytes(path, render_csv(report))
+
+
+def render_csv(report: dict) -> str:
+    """The report's rows as CSV text: per image and method, or per step for projections."""
+    f = io.StringIO(newline="")  # the csv module's own line endings (\r\n), untranslated
+    w = csv.writer(f)
+    if report["task"] == "cs":
+        w.writerow(["ensemble", "ratio", "method", "step", "psnr_mean", "psnr_std", "patches"])
         for run in report["runs"]:
-            for im in run["images"]:
-                for method, r in im["methods"].items():
-                    w.writerow([report["benchmark"], run["label"], im["name"], method, f"{r['psnr']:.4f}",
-                                f"{r['ssim']:.6f}", f"{r['seconds']:.4f}"])
+            s = run["setting"]
+            for r in run["summary"]:
+                if r.get("psnr_steps"):
+                    for t, (mu, sd) in enumerate(zip(r["psnr_steps"], r["psnr_steps_std"], strict=True), 1):
+                        w.writerow([s["ensemble"], s["ratio"], r["method"], t, f"{mu:.4f}", f"{sd:.4f}", run["patches"]])
+                else:
+                    w.writerow([s["ensemble"], s["ratio"], r["method"], 0, f"{r['psnr']:.4f}", f"{r['psnr_std']:.4f}",
+                                run["patches"]])
+        return f.getvalue()
+    w.writerow(["benchmark", "setting", "image", "method", "psnr", "ssim", "seconds"])
+    for run in report["runs"]:
+        for im in run["images"]:
+            for method, r in im["methods"].items():
+                w.writerow([report["benchmark"], run["label"], im["name"], method, f"{r['psnr']:.4f}",
+                            f"{r['ssim']:.6f}", f"{r['seconds']:.4f}"])
+    return f.getvalue()
 
 
 def _finite(obj: Any) -> Any:
@@ -133,7 +166,7 @@ def report_json(report: dict) -> str:
     return json.dumps(_finite(report), indent=1, allow_nan=False) + "\n"
 
 
-def write_json(report: dict, path: Path) -> None:
+def write_json(report: dict, path: str | Path) -> None:
     write_bytes(path, report_json(report))
 
 
@@ -190,16 +223,21 @@ def _draw_curves(ax, run: dict, band: bool) -> None:  # noqa: ANN001 - a matplot
 
 
 def _save(fig, path: Path) -> Path:  # noqa: ANN001 - a matplotlib Figure
+    """Render `fig` in memory in the format `path` names and write it with the atomic writer."""
     import matplotlib.pyplot as plt
 
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format=path.suffix.lstrip(".").lower() or "png", dpi=110)
+    finally:
+        plt.close(fig)
+    write_bytes(path, buf.getvalue())
     return path
 
 
 def write_outputs(report: dict, out: Path) -> list[Path]:
-    """results.json, results.csv, results.md and the convergence plots in `out`."""
-    out.mkdir(parents=True, exist_ok=True)
+    """results.json, results.csv, results.md and the convergence plots in `out` (created, as
+    every file's folder, by `write_bytes`)."""
     write_json(report, out / "results.json")
     write_csv(report, out / "results.csv")
     write_bytes(out / "results.md", render_markdown(report, level=1) + "\n")

@@ -115,6 +115,8 @@ def read_registry() -> dict[str, str]:
         return {}
     try:
         data = json.loads(path.read_text())
+    except OSError as e:
+        raise DatasetError(f"dataset registry {path} cannot be read ({e.strerror or e})") from None
     except ValueError as e:
         raise DatasetError(f"corrupt dataset registry {path}: {e}") from e
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
@@ -124,8 +126,16 @@ def _write_registry(entries: dict[str, str]) -> None:
     write_bytes(registry_path(), json.dumps(entries, indent=2, sort_keys=True) + "\n")
 
 
+def _entries(folder: Path, keep: Callable[[Path], bool]) -> list[Path]:
+    """The entries of `folder` that `keep` accepts; `DatasetError` if it cannot be listed."""
+    try:
+        return [p for p in folder.iterdir() if keep(p)]
+    except OSError as e:
+        raise DatasetError(f"{folder}: cannot list this folder ({e.strerror or e})") from None
+
+
 def _has_images(d: Path) -> bool:
-    return any(p.suffix.lower() in EXTENSIONS for p in d.iterdir() if p.is_file())
+    return bool(_entries(d, lambda p: p.suffix.lower() in EXTENSIONS and p.is_file()))
 
 
 def _holds(d: Path, ds: DatasetInfo, scale: int | None) -> bool:
@@ -153,7 +163,7 @@ def _candidates(root: Path, ds: DatasetInfo) -> Iterator[Path]:
     # an archive's wrapper folder: look through a lone subfolder (two levels at most)
     d = root
     for _ in range(2):
-        subs = [p for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")] if d.is_dir() else []
+        subs = _entries(d, lambda p: p.is_dir() and not p.name.startswith(".")) if d.is_dir() else []
         if len(subs) != 1 or _another_set(subs[0], ds):
             break
         d = subs[0]
@@ -237,7 +247,7 @@ def read_uint8(path: Path) -> np.ndarray:
 
 def denoise_images(folder: Path, channels: int, limit: int | None = None) -> list[tuple[str, np.ndarray]]:
     """(name, uint8 image) pairs, sorted by file name, converted to `channels` (1 gray, 3 RGB)."""
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS)
+    files = sorted(_entries(folder, lambda p: p.is_file() and p.suffix.lower() in EXTENSIONS))
     if not files:
         raise DatasetError(f"no images in {folder}")
     out = []
@@ -340,8 +350,11 @@ def fetch(
     final = data_home() / "datasets" / ds.name
     if final.exists() and not force:
         raise DatasetError(f"{final} already exists; pass --force to fetch {ds.name} again")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{ds.name}-", dir=final.parent))
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{ds.name}-", dir=final.parent))
+    except OSError as e:
+        raise DatasetError(f"{final.parent}: cannot write there ({e.strerror or e})") from None
     try:
         archive = work / "download"
         try:
@@ -363,6 +376,10 @@ def fetch(
         if final.exists():
             shutil.rmtree(final)
         content.rename(final)
+    except DatasetError:
+        raise
+    except OSError as e:  # a full disk, a folder we may not write in (DatasetError is an OSError too)
+        raise DatasetError(f"unpacking {ds.name} into {final.parent} failed ({e.strerror or e})") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
     folder = find_in(final / sub if sub else final, ds.name)

@@ -18,12 +18,13 @@ def export_run(run: Path, name: str, *, checkpoint: str = "best", weights_dir: P
     cfg = TrainConfig.from_dict(ck["config"])
     model = RIM(RIMConfig.from_dict(ck["model_config"]))
     model.load_state_dict(ck["model"])
-    folder = weights_dir or weights.user_models_dir()  # never site-packages by default
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = weights_dir or weights.user_models_dir()  # never site-packages by default; created by the writes
     try:
         entries = read_manifest(folder)
-    except WeightsError:
-        entries = {}
+    except WeightsError as e:
+        if isinstance(e.__cause__, OSError):  # there but unreadable: never write over its entries
+            raise
+        entries = {}  # none yet (or a corrupt one, replaced)
     file = f"{name}.safetensors"
     val = _validation_at(run, ck["iteration"])
     meta = ck.get("meta", {})

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from .errors import InputError, RimError
+from .io import GRAY_LEVELS
 from .model import RIM
 from .operators import Denoise, LinearOperator, SigmaLike, _bcast, as_sigma
 from .runtime import tune_allocator
@@ -157,7 +158,7 @@ def restore(
     seams) for any weights; about 5 pixels per step for denoising (40 at 8 steps). A smaller
     overlap trades that exactness for speed. Results are returned on the CPU as float32 in [0, 1]."""
     s = as_sigma(sigma, y.shape[0], y)
-    if not (sure and isinstance(operator, Denoise) and float(s.max()) <= SURE_MAX_SIGMA / 255.0):
+    if not (sure and isinstance(operator, Denoise) and float(s.max()) <= SURE_MAX_SIGMA / GRAY_LEVELS):
         return _restore(y, operator, s, model, steps, return_steps, tile, tile_overlap, device, precision, on_tile)
     y = y.float().cpu()
     if float(s.max()) == 0:  # noise-free by the user's word: SURE's best blend is the input itself
@@ -238,7 +239,7 @@ def sure_probe(y: torch.Tensor, sigma: torch.Tensor, seed: int = 0) -> tuple[tor
     denoiser's divergence at y (Ramani et al. 2008): eps is a tenth of the noise, so f stays near linear."""
     g = torch.Generator().manual_seed(seed)
     b = torch.randint(0, 2, y.shape, generator=g).to(y) * 2 - 1
-    return b, _bcast(0.1 * sigma.to(y).clamp_min(1.0 / 255.0), y.ndim)
+    return b, _bcast(0.1 * sigma.to(y).clamp_min(1.0 / GRAY_LEVELS), y.ndim)
 
 
 def sure_blend(

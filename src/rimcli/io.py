@@ -281,10 +281,12 @@ def check_encodable(path: Path, array: np.ndarray) -> np.ndarray:
     return _check_writable(np.asarray(array), fmt, path)
 
 
-def write_bytes(path: Path, data: bytes | str, *, overwrite: bool = True) -> None:
-    """The atomic writer (images, reports, manifests, registries): `data` (text as UTF-8) goes to
-    a hidden temp file beside `path`, which is then renamed into place, so a failure never leaves
-    a partial file; the folder is created if missing. Raises `ImageError` with a one-line reason."""
+def write_bytes(path: str | Path, data: bytes | str, *, overwrite: bool = True) -> None:
+    """The one atomic writer (images, reports, plots, manifests, registries, weights, training
+    checkpoints): `data` (text as UTF-8) goes to a hidden temp file beside `path`, which is then
+    renamed into place, so a failure never leaves a partial file; the folder is created if
+    missing. Raises `ImageError` with a one-line reason."""
+    path = Path(path)
     if isinstance(data, str):
         data = data.encode()
     if not overwrite and path.exists():
@@ -389,14 +391,25 @@ def _encode_tiff(arr: np.ndarray, icc: bytes | None) -> bytes:
 
 # --------------------------------------------------------------------------- conversions
 
+#: 8-bit gray levels: the scale of 8-bit pixel values, and the unit of every noise std (sigma) the
+#: user gives, whatever the file's bit depth; the engine works on [0, 1] (divide by this)
+GRAY_LEVELS = 255.0
+
+
 
 def to_float(arr: np.ndarray) -> np.ndarray:
     """uint8/uint16 -> float32 in [0, 1]; floats pass through as float32."""
     if arr.dtype == np.uint8:
-        return arr.astype(np.float32) / 255.0
+        return arr.astype(np.float32) / GRAY_LEVELS
     if arr.dtype == np.uint16:
         return arr.astype(np.float32) / 65535.0
     return arr.astype(np.float32)
+
+
+def quantum(dtype: np.dtype) -> float:
+    """The rounding step (0..1 scale) of an image saved as `dtype`; 0 for floats."""
+    dtype = np.dtype(dtype)
+    return 1.0 / np.iinfo(dtype).max if dtype.kind == "u" else 0.0
 
 
 def from_float(x: np.ndarray, dtype: np.dtype) -> np.ndarray:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import InputError
+from .io import GRAY_LEVELS
 
 if TYPE_CHECKING:
     import torch
@@ -126,7 +127,7 @@ def stored_measurement(task: str, y: torch.Tensor) -> torch.Tensor:
     """A simulated measurement as a file would hold it: SR inputs are 8-bit LR images, so their
     simulation is rounded to 8 bits (as training and its validation do; `api` simulations keep
     the float LR). Other tasks' measurements pass through."""
-    return (y * 255.0).round() / 255.0 if task == "superres" else y
+    return (y * GRAY_LEVELS).round() / GRAY_LEVELS if task == "superres" else y
 
 
 # --------------------------------------------------------------------------- channels

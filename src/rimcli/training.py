@@ -8,6 +8,7 @@ Data-parallel under `torchrun` (DDP; NCCL on GPUs, gloo on CPU).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,22 +24,14 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .errors import RimError
 from .inference import resolve_device, unroll
-from .io import EXTENSIONS, read_image, to_float
+from .io import EXTENSIONS, GRAY_LEVELS, read_image, to_float, write_bytes
 from .metrics import psnr_batch, sr_psnr
-from .model import RIM, RIMConfig, transfer_weights
+from .model import RIM, transfer_weights
 from .operators import LinearOperator
 from .runtime import tune_allocator
 from .tasks import (
-    CS_BLOCK,
-    CS_RATIOS,
     DENOISE_TEST_SIGMAS,
-    ENSEMBLES,
-    SR_SCALES,
-    TASKS,
-    TRAIN_SIGMA_RANGE,
-    TRAIN_SR_SCALES,
     crop_multiple,
     cs_operator,
     deblur_operator,
@@ -46,132 +39,11 @@ from .tasks import (
     stored_measurement,
     superres_operator,
 )
-
-#: upper end (gray levels) of the low-noise band that `low_sigma` oversamples
-LOW_SIGMA = 5.0
-#: noise std ranges in gray levels (0..255 scale) when the config leaves them unset (`tasks`)
-DEFAULT_SIGMA = TRAIN_SIGMA_RANGE
-
+from .train_config import DEFAULT_SIGMA, LOW_SIGMA, TrainConfig, TrainError  # noqa: F401 - their old home
 
 #: settings a resumed run may change without altering the data stream or the update rule
 RESUMABLE_CHANGES = {"iters", "device", "val_every", "log_every", "out", "data", "val", "channels_last", "compile",
                      "init_from"}  # init_from is read only when a run starts
-
-
-class TrainError(RimError, ValueError):
-    """A bad training setting, data folder, run folder or checkpoint."""
-
-
-@dataclass
-class TrainConfig:
-    task: str = "denoise"  # comma list of denoise, superres, cs, deblur; "3task" = cs on all ensembles
-    channels: int = 1
-    data: str = ""
-    val: str | None = None
-    val_split: int = 8  # images held out of `data` when no `val` folder is given
-    out: str = "runs/rim"
-    patch: int = 48
-    batch: int = 16
-    iters: int = 10000
-    steps: int = 8  # unrolled steps T
-    loss_weights: str = "equal"  # equal | increasing
-    lr: float = 1e-3
-    schedule: str = "cosine"  # cosine | constant
-    warmup: int = 100
-    grad_clip: float = 1.0
-    arch: str = "rim"
-    hidden: int = 64
-    sigma_input: bool = False  # feed the noise level to the cell (see model.RIMConfig)
-    #: fraction of samples whose noise std is drawn from [0, LOW_SIGMA] instead of sigma_range, so
-    #: that clean and lightly noisy inputs are seen often enough to be left alone
-    low_sigma: float = 0.0
-    sigma_range: list[float] | None = None  # gray levels; None = task default (DEFAULT_SIGMA)
-    scales: list[int] = field(default_factory=lambda: list(SR_SCALES))
-    ensembles: list[str] = field(default_factory=lambda: list(ENSEMBLES))
-    ratios: list[float] = field(default_factory=lambda: list(CS_RATIOS))
-    blur_range: list[float] = field(default_factory=lambda: [0.5, 3.0])  # Gaussian blur std, pixels
-    device: str = "auto"
-    amp: str = "off"  # off | bf16 | fp16
-    seed: int = 0
-    val_every: int = 500
-    log_every: int = 25
-    val_images: int = 8
-    val_crop: int = 96
-    grad_checkpoint: bool = False
-    compile: bool = False
-    channels_last: bool = False  # NHWC activations: faster oneDNN convolutions on CPU, esp. with bf16
-    #: weights (.safetensors) or a run checkpoint (.pt) to start from instead of random weights;
-    #: same cell and width, any channel count (see model.transfer_weights)
-    init_from: str | None = None
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise TrainError(f"unknown config key(s): {', '.join(unknown)}")
-        cfg = cls(**d)
-        cfg.validate()
-        return cfg
-
-    def tasks(self) -> list[str]:
-        out = []
-        for t in (s.strip() for s in self.task.split(",") if s.strip()):
-            out.append("cs" if t == "3task" else t)
-        return out
-
-    def validate(self) -> None:
-        tasks = self.tasks()
-        if not tasks or any(t not in TASKS for t in tasks):
-            raise TrainError(f"task must be a comma list of {', '.join(TASKS)} or 3task, got {self.task!r}")
-        if "3task" in self.task and sorted(self.ensembles) != sorted(ENSEMBLES):
-            raise TrainError("3task trains on all three ensembles; drop --ensembles or use --task cs")
-        if self.channels not in (1, 3):
-            raise TrainError("channels must be 1 or 3")
-        if self.loss_weights not in ("equal", "increasing"):
-            raise TrainError("loss_weights must be equal or increasing")
-        if self.schedule not in ("cosine", "constant"):
-            raise TrainError("schedule must be cosine or constant")
-        if self.amp not in ("off", "bf16", "fp16"):
-            raise TrainError("amp must be off, bf16 or fp16")
-        for name in ("batch", "iters", "steps", "patch", "hidden", "val_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise TrainError(f"{name} must be >= 1")
-        if any(s not in TRAIN_SR_SCALES for s in self.scales):
-            raise TrainError("scales must be integers in 2..8")
-        if any(e not in ENSEMBLES for e in self.ensembles):
-            raise TrainError(f"ensembles must be among {', '.join(ENSEMBLES)}")
-        if any(not 0 < r <= 1 for r in self.ratios):
-            raise TrainError("ratios must be in (0, 1]")
-        if self.sigma_range is not None and (len(self.sigma_range) != 2 or not 0 <= self.sigma_range[0] <= self.sigma_range[1]):
-            raise TrainError("sigma_range must be lo:hi with 0 <= lo <= hi")
-        if not 0.0 <= self.low_sigma <= 1.0:
-            raise TrainError("low_sigma must be a fraction in [0, 1]")
-        if "cs" in tasks and self.patch % CS_BLOCK:
-            raise TrainError(f"cs training needs a patch size that is a multiple of {CS_BLOCK}")
-        if "superres" in tasks and any(self.patch % s for s in self.scales):
-            raise TrainError(f"patch {self.patch} must be a multiple of every scale in {self.scales}")
-        try:  # arch, hidden and sigma_input must make a valid cell (model.RIMConfig checks them)
-            self.model_config()
-        except ValueError as e:
-            raise TrainError(str(e)) from None
-
-    def sigma_for(self, task: str) -> tuple[float, float]:
-        lo, hi = self.sigma_range if self.sigma_range is not None else DEFAULT_SIGMA[task]
-        return float(lo), float(hi)
-
-    def model_config(self) -> RIMConfig:
-        return RIMConfig(channels=self.channels, hidden=self.hidden, arch=self.arch, sigma_input=self.sigma_input)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def flops_per_iteration(self) -> float:
-        """Training FLOPs of one iteration: the cell's MACs (model.count_macs) x 2 FLOPs per MAC
-        x 3 (forward + backward) x T steps x batch; operators and the loss are not counted."""
-        from .model import count_macs
-
-        return 2 * 3 * count_macs(RIM(self.model_config()), self.patch, self.patch) * self.steps * self.batch
 
 
 # ---------------------------------------------------------------- data
@@ -218,7 +90,7 @@ def _gray(a: np.ndarray) -> np.ndarray:
 
 def _unit(t: torch.Tensor) -> torch.Tensor:
     """A stored image or crop as float32 in [0, 1] (uint8 ones scaled, float ones as they are)."""
-    return t.float().div_(255.0) if t.dtype == torch.uint8 else t.float()
+    return t.float().div_(GRAY_LEVELS) if t.dtype == torch.uint8 else t.float()
 
 
 class PatchSampler:
@@ -278,7 +150,7 @@ def corrupt(
     if cfg.low_sigma > 0:  # drawn every batch even where unused, so the stream is the same for any fraction
         low = torch.rand(x.shape[0], generator=g) < cfg.low_sigma
         sigma = torch.where(low, _uniform(0.0, min(LOW_SIGMA, hi), x.shape[0], g), sigma)
-    sigma = sigma / 255.0
+    sigma = sigma / GRAY_LEVELS
     y = stored_measurement(task, op.measure(x, sigma, g))  # LR images come as 8-bit files
     return op, y, sigma
 
@@ -375,8 +247,8 @@ def validate(model: RIM, cfg: TrainConfig, x: torch.Tensor, device: torch.device
     for label, s in validation_set(cfg):
         op, sigma = _val_operator(s, x.shape[0])
         g = torch.Generator().manual_seed(4321)
-        y = stored_measurement(s["task"], op.measure(x, sigma / 255.0, g))
-        xs = unroll(model, y.to(device), op.to(device), sigma / 255.0, 2 * cfg.steps)
+        y = stored_measurement(s["task"], op.measure(x, sigma / GRAY_LEVELS, g))
+        xs = unroll(model, y.to(device), op.to(device), sigma / GRAY_LEVELS, 2 * cfg.steps)
         out[label] = [val_psnr(s, xt, x) for xt in xs]
     model.train()
     return out
@@ -386,10 +258,10 @@ def val_psnr(setting: dict, x_hat: torch.Tensor, x: torch.Tensor) -> float:
     """Mean PSNR over a batch of the output rounded to 8 bits: peak 1 on all channels, and for
     super-resolution the benchmark's protocol (`metrics.sr_psnr`: Y, `scale` pixels shaved), so that
     the checkpoint and steps picked on validation are picked by what the benchmark scores."""
-    out = torch.round(x_hat.float() * 255)
+    out = torch.round(x_hat.float() * GRAY_LEVELS)
     if setting["task"] != "superres":  # on the device, as before
-        return float(psnr_batch(out / 255, x.to(out.device), peak=1.0, min_mse=1e-12).mean())
-    pairs = zip(_hwc(out.cpu()), _hwc(x.cpu() * 255), strict=True)
+        return float(psnr_batch(out / GRAY_LEVELS, x.to(out.device), peak=1.0, min_mse=1e-12).mean())
+    pairs = zip(_hwc(out.cpu()), _hwc(x.cpu() * GRAY_LEVELS), strict=True)
     return float(np.mean([sr_psnr(a, b, setting["scale"]) for a, b in pairs]))
 
 
@@ -406,15 +278,19 @@ def val_score(curves: dict[str, list[float]], steps: int) -> float:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """A checkpoint, serialised in memory and written with the one atomic writer."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_bytes(path, buf.getvalue())
 
 
 def load_checkpoint(path: Path) -> dict:
     if not path.is_file():
         raise TrainError(f"no checkpoint at {path}")
-    return torch.load(path, map_location="cpu", weights_only=True)  # no arbitrary pickle
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)  # no arbitrary pickle
+    except OSError as e:
+        raise TrainError(f"checkpoint {path} cannot be read ({e.strerror or e})") from None
 
 
 def _start_from(rim: RIM, path: Path) -> None:
@@ -561,7 +437,7 @@ def _start(cfg: TrainConfig, resume: bool, command: str | None) -> _Run:
         state, saved_meta = _restore(out / "last.pt", cfg, rim, opt, sched, gen, dist)
     meta = _run_meta(cfg, command, train_files, val_files, dist, saved_meta)
     if dist.main and not resume:
-        (out / "config.json").write_text(json.dumps({"config": cfg.to_dict(), **meta}, indent=2))
+        write_bytes(out / "config.json", json.dumps({"config": cfg.to_dict(), **meta}, indent=2))
     return _Run(cfg=cfg, out=out, device=device, dist=dist, gen=gen, sampler=sampler, val_x=val_x, rim=rim, net=net,
                 opt=opt, sched=sched, scaler=torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16"),
                 amp={"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.amp],
@@ -579,7 +455,10 @@ def _devices(cfg: TrainConfig) -> tuple[torch.device, Dist]:
 
 
 def _claim_out(out: Path, resume: bool) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TrainError(f"{out}: cannot create the run folder ({e.strerror or e})") from None
     if not resume and (out / "last.pt").exists():
         raise TrainError(f"{out} already holds a run; use --resume to continue it or choose another --out")
 
@@ -767,15 +646,24 @@ def _checkpoint(rim: RIM, opt, sched, rng: list[torch.Tensor], state: TrainState
 
 def _log(out: Path, rec: dict, on_log: Callable[[dict], None] | None) -> None:
     rec = {"time": time.time(), **rec}
-    with open(out / "log.jsonl", "a") as f:
-        f.write(json.dumps(rec) + "\n")
+    try:
+        with open(out / "log.jsonl", "a") as f:
+            f.write(json.dumps(rec) + "\n")
+    except OSError as e:
+        raise TrainError(f"{out / 'log.jsonl'}: cannot write ({e.strerror or e})") from None
     if on_log is not None:
         on_log(rec)
 
 
 def read_log(run: Path) -> list[dict]:
     path = run / "log.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    if not path.exists():
+        return []
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise TrainError(f"{path}: cannot read ({e.strerror or e})") from None
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def command_line() -> str:

@@ -84,6 +84,8 @@ def read_manifest(folder: Path | None = None) -> dict[str, ModelEntry]:
     try:
         data = json.loads(path.read_text())
         return {d["name"]: ModelEntry.from_dict(d) for d in data["models"]}
+    except OSError as e:  # the cause tells export an unreadable manifest from a corrupt one
+        raise WeightsError(f"weights manifest {path} cannot be read ({e.strerror or e})") from e
     except (ValueError, KeyError, TypeError) as e:
         raise WeightsError(f"corrupt weights manifest {path}: {e}") from e
 
@@ -92,26 +94,29 @@ def write_manifest(entries: dict[str, ModelEntry], folder: Path) -> None:
     write_bytes(folder / MANIFEST, json.dumps({"models": [e.to_dict() for e in entries.values()]}, indent=2) + "\n")
 
 
-def sha256(path: Path) -> str:
+def sha256(path: str | Path) -> str:
+    """The sha256 of a file (`WeightsError` if it cannot be read)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError as e:
+        raise WeightsError(f"{path}: cannot read ({e.strerror or e})") from None
     return h.hexdigest()
 
 
-def save_model(model: RIM, path: Path, metadata: dict[str, Any] | None = None) -> str:
-    """Write a safetensors file (config in its metadata); returns its sha256."""
-    from safetensors.torch import save_file
+def save_model(model: RIM, path: str | Path, metadata: dict[str, Any] | None = None) -> str:
+    """Write a safetensors file (config in its metadata) atomically with `io.write_bytes`;
+    returns its sha256."""
+    from safetensors.torch import save
 
     meta = {"config": json.dumps(model.config.to_dict())}
     meta.update({k: json.dumps(v) for k, v in (metadata or {}).items()})
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_suffix(".tmp")
-    save_file(state, str(tmp), metadata=meta)
-    tmp.chmod(0o644)  # safetensors writes 0600; bundled files must be readable by every user
-    tmp.replace(path)
-    return sha256(path)
+    data = save(state, metadata=meta)
+    write_bytes(path, data)  # replaces an older file of the same name, as before
+    return hashlib.sha256(data).hexdigest()
 
 
 def load_file(path: Path, expected_sha256: str | None = None) -> RIM:
@@ -135,10 +140,13 @@ def load_file(path: Path, expected_sha256: str | None = None) -> RIM:
 
 def file_metadata(path: Path) -> dict[str, Any]:
     """JSON metadata saved with a .safetensors file (config, default_steps, tasks, training, ...)."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (OSError, SafetensorError) as e:
+        raise WeightsError(f"weights file {path} could not be read: {e}") from None
     out: dict[str, Any] = {}
     for k, v in meta.items():
         try:

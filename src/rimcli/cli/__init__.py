@@ -63,7 +63,7 @@ def _root(
 
 
 #: modules that add their commands to `app`, in the order `rim --help` lists them
-COMMAND_MODULES = ("restore", "train", "bench", "examples")
+COMMAND_MODULES = ("restore", "models", "train", "bench", "examples")
 
 
 def _register() -> None:

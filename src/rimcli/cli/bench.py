@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from ..io import GRAY_LEVELS
 from ..tasks import ENSEMBLES, SR_SCALES
 from . import app
 from .common import OUT_ALIAS_HELP, console, fail, handle_errors, is_stdout, out, output_alias, write_text
@@ -194,8 +195,8 @@ def _superres(name: str, sigma: str | None, scale: str, data: Path | None, model
 
     scales = []
     for s in _floats(scale, "scale"):
-        if s != int(s) or s < 2:
-            fail(f"bad scale {s:g}: use integers >= 2")
+        if s not in SR_SCALES:  # the scales inference serves, and the sets' LR files
+            fail(f"bad scale {s:g}: use {', '.join(map(str, SR_SCALES))}")
         scales.append(int(s))
     sigmas = _floats(sigma, "sigma") if sigma else [0.0]
     if len(sigmas) != 1 or sigmas[0] < 0:
@@ -222,10 +223,10 @@ def _projections(sigma: str | None, data: Path | None, models: list[str], steps:
 
     # the pseudo-inverse is the RIM's own start, so it is always reported; `none` is accepted for scripts
     _names(baselines_opt, ("pinv",), "projections baseline (pinv is the only one)")
-    sigmas = _floats(sigma, "sigma") if sigma else [bm.DEFAULT_CS_SIGMA * 255.0]
+    sigmas = _floats(sigma, "sigma") if sigma else [bm.DEFAULT_CS_SIGMA * GRAY_LEVELS]
     if len(sigmas) != 1 or sigmas[0] < 0:
         fail("projections take one sigma >= 0")
-    sigma01 = sigmas[0] / 255.0
+    sigma01 = sigmas[0] / GRAY_LEVELS
     kinds = _names(ensembles, ENSEMBLES, "ensemble") or fail("no ensemble given")
     rs = _floats(ratios, "ratio")
     if any(not 0 < r <= 1 for r in rs):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -51,16 +52,20 @@ def write_text(path: Path, text: str) -> None:
     from ..io import write_bytes
 
     if is_stdout(path):
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except OSError as e:  # a closed pipe (`| head`), a full disk behind a redirection
+            fail(f"standard output: cannot write ({e.strerror or e})")
         return
     write_bytes(Path(path), text)
 
 
-#: what a command reports as one line with exit 2: the user's input, files or settings (RimError),
-#: and the OS refusing a file the user named (a missing or unreadable file, a full disk). Anything
-#: else (a plain ValueError, RuntimeError, ...) is a bug and shows its traceback.
-USER_ERRORS = (RimError, OSError)
+#: what a command reports as one line with exit 2: the user's input, files or settings, all
+#: RimErrors (the OS refusing a file the user named, a missing or unreadable file, a full disk, is
+#: wrapped into one where it happens: `io.read_image`, `io.write_bytes`, `weights`, `datasets`,
+#: ...). Anything else, a bare OSError included, is a bug and shows its traceback.
+USER_ERRORS = (RimError,)
 
 
 def one_line(e: BaseException) -> str:
@@ -84,5 +89,8 @@ def handle_errors(func: F) -> F:
         except USER_ERRORS as e:
             print(f"error: {one_line(e)}", file=sys.stderr)
             raise typer.Exit(EXIT_USAGE) from None
+        except BrokenPipeError:  # `rim models | head`: the reader left; say nothing more
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]

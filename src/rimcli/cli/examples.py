@@ -32,7 +32,11 @@ def write_example(src: Path, dst: Path, overwrite: bool) -> Path:
     if dst.exists() and not overwrite:
         fail(f"{dst} exists (use --overwrite to replace it)")
     if format_of(dst) == format_of(src):
-        write_bytes(dst, src.read_bytes(), overwrite=overwrite)
+        try:
+            data = src.read_bytes()
+        except OSError as e:
+            fail(f"{src}: cannot read the example ({e.strerror or e})")
+        write_bytes(dst, data, overwrite=overwrite)
     else:
         pic = read_image(src)
         write_image(dst, pic.array, icc=pic.icc, overwrite=overwrite)  # an unsupported extension fails here

@@ -25,7 +25,7 @@ from ..api import Options, Outcome, Problem
 from ..io import EXTENSIONS
 from ..tasks import DEFAULT_SIGMA
 from . import app
-from .common import USER_ERRORS, CLIError, console, fail, handle_errors, is_stdout, one_line, out, write_text
+from .common import USER_ERRORS, CLIError, console, fail, handle_errors, is_stdout, one_line, write_text
 
 _IO, _RUN, _EVAL = "Input and output", "Model and device", "Evaluation"
 _EXTS = ("auto", *(e.lstrip(".") for e in EXTENSIONS))
@@ -209,28 +209,6 @@ def cs(
     _run(problem, common, "_cs", None)
 
 
-@app.command()
-@handle_errors
-def models(
-    json_path: Annotated[Path | None, _opt("--json", help="Also write the list as JSON to PATH ('-': stdout only).")] = None,
-) -> None:
-    """List the bundled models, then your own (from `rim export`), with their measured metrics."""
-    from ..weights import MANIFEST, model_folders, read_manifest, user_models_dir
-
-    folder, *user_folders = model_folders()  # the lookup order: a bundled name wins
-    rows = [{**_model_info(entry, folder), "source": "bundled"} for entry in read_manifest(folder).values()]
-    for extra in (f for f in user_folders if (f / MANIFEST).is_file()):
-        rows += [{**_model_info(e, extra), "source": "user"} for e in read_manifest(extra).values()
-                 if e.name not in {r["name"] for r in rows}]
-    if json_path is not None:
-        text = json.dumps({"weights_dir": str(folder), "user_models_dir": str(user_models_dir()), "models": rows},
-                          indent=2) + "\n"
-        write_text(json_path, text)
-        if is_stdout(json_path):
-            return
-    _models_table(rows, folder)
-
-
 # --------------------------------------------------------------------------- checks and planning
 
 
@@ -261,7 +239,21 @@ class Job:
     error: str | None = None
 
 
+def _has_files(folder: Path) -> bool:
+    try:
+        return folder.is_dir() and any(folder.iterdir())
+    except OSError as e:
+        raise CLIError(f"{folder}: cannot read this folder ({e.strerror or e})") from None
+
+
 def _images_in(folder: Path, recursive: bool, skip: list[Path]) -> list[Path]:
+    try:
+        return _list_images(folder, recursive, skip)
+    except OSError as e:  # an unreadable folder the user named
+        raise CLIError(f"{folder}: cannot list this folder ({e.strerror or e})") from None
+
+
+def _list_images(folder: Path, recursive: bool, skip: list[Path]) -> list[Path]:
     found = []
     for f in folder.rglob("*") if recursive else folder.iterdir():
         rel = f.relative_to(folder)
@@ -461,7 +453,7 @@ def _process(job: Job, problem: Problem, options: Options, c: Common, reference:
         if ref is not None:
             check_reference(ref, output_shape(pic.array, problem))
         steps_dir = _steps_dir(c.save_steps, job) if c.save_steps is not None else None
-        if steps_dir is not None and not c.overwrite and steps_dir.is_dir() and any(steps_dir.iterdir()):
+        if steps_dir is not None and not c.overwrite and _has_files(steps_dir):
             raise CLIError(f"{job.src}: --save-steps folder {steps_dir} is not empty (use --overwrite to replace its files)")
         outcome = run(pic.array, problem, c.model, dataclasses.replace(options, on_tile=progress.on_tile))
         if outcome.sigma_estimated and not c.quiet:
@@ -586,7 +578,7 @@ def _fmt_pair(m: dict | None, key: str, digits: int) -> str:
     a, b = m["input"].get(key), m["output"].get(key)
     if a is None or b is None:
         return ""
-    return f"{a:.{digits}f} -> {b:.{digits}f}"
+    return f"{a:.{digits}f}\n{b:.{digits}f}"  # the input's figure on its line, the output's on the next
 
 
 def _num(x: float) -> str:
@@ -620,12 +612,14 @@ def _summary(records: list[dict], problem: Problem) -> None:
                      f"corrupted inputs as NAME_{DEGRADED_TAG[problem.task]}")
     table = Table(title=f"rim {problem.task}" + (": " + ", ".join(title) if title else ""), title_justify="left",
                   box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, show_lines=True)
-    table.add_column("file / output", no_wrap=True, overflow="ellipsis")
+    # each row: the input and its figures on one line, the output and its figures on the next;
+    # a name too long for the terminal folds, the figures never wrap
+    table.add_column("file / output", overflow="fold", ratio=1)
     cols = ["size", *(k for k in ("steps", "sigma") if len(shared[k]) > 1), "time"]
     scored = any(r.get("metrics") for r in records)
-    cols += ["PSNR in -> out", "SSIM in -> out"] if scored else []
+    cols += ["PSNR", "SSIM"] if scored else []
     for name in cols:
-        table.add_column(name, justify="right")
+        table.add_column(name, justify="right", no_wrap=True)
     for r in records:
         size = "x".join(map(str, r.get("size") or [])) or "-"
         if r.get("output_size") and r["output_size"] != r.get("size"):
@@ -636,8 +630,8 @@ def _summary(records: list[dict], problem: Problem) -> None:
         else:
             name = Text.assemble(Path(r["input"]).name, "\n", ("failed", "red"))
         cells = {"size": size, "steps": str(r.get("steps", "")), "sigma": _num(r["sigma"]) if "sigma" in r else "",
-                 "time": f"{r['time_s']:.2f}s", "PSNR in -> out": _fmt_pair(r.get("metrics"), "psnr", 2),
-                 "SSIM in -> out": _fmt_pair(r.get("metrics"), "ssim", 3)}
+                 "time": f"{r['time_s']:.2f}s", "PSNR": _fmt_pair(r.get("metrics"), "psnr", 2),
+                 "SSIM": _fmt_pair(r.get("metrics"), "ssim", 3)}
         table.add_row(name, *(cells[c] for c in cols))
     console.print(table)
 
@@ -673,60 +667,3 @@ def _report(problem: Problem, options: Options, records: list[dict], code: int, 
         "exit_code": code,
         "time_s": round(seconds, 3),
     })
-
-
-def _model_info(entry: Any, folder: Path) -> dict[str, Any]:
-    from ..model import RIM, RIMConfig
-
-    try:
-        params: int | None = RIM(RIMConfig.from_dict(entry.config)).num_parameters()
-    except (ValueError, TypeError):
-        params = None
-    path = folder / entry.file
-    info = entry.to_dict()
-    info.update(params=params, file_size=path.stat().st_size if path.is_file() else None)
-    return info
-
-
-def _flatten(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    if not isinstance(d, dict):
-        return [(prefix, d)]
-    items: list[tuple[str, Any]] = []
-    for k, v in d.items():
-        items += _flatten(v, f"{prefix}/{k}" if prefix else str(k))
-    return items
-
-
-def _metrics_text(metrics: dict, limit: int = 4) -> str:
-    if metrics.get("headline"):  # benchmark figures recorded by scripts/record_metrics.py
-        return str(metrics["headline"])
-    val = metrics.get("validation", {})
-    if "psnr_at_horizon" in val:
-        return f"validation {val['psnr_at_horizon']:.2f} dB (held-out crops)"
-    items = [(k, v) for k, v in _flatten(metrics) if isinstance(v, (int, float))]
-    text = ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in items[:limit])
-    return text + (f" (+{len(items) - limit})" if len(items) > limit else "")
-
-
-def _models_table(rows: list[dict], folder: Path) -> None:
-    from rich.table import Table
-
-    if not rows:
-        console.print(f"no bundled models in {folder} (set RIM_WEIGHTS to a weights folder)", markup=False)
-        return
-    title = f"models in {folder}"
-    if any(r.get("source") == "user" for r in rows):
-        from ..weights import user_models_dir
-
-        title += f" and (yours, marked *) {user_models_dir()}"
-    table = Table(title=title, title_justify="left")
-    for name in ("name", "tasks", "ch", "params", "steps", "size", "metrics"):
-        numeric = name in ("ch", "params", "steps", "size")
-        table.add_column(name, justify="right" if numeric else "left", no_wrap=name != "metrics", overflow="fold")
-    for r in rows:
-        size = f"{r['file_size'] / 1e6:.2f} MB" if r["file_size"] is not None else "[red]missing[/red]"
-        params = f"{r['params']:,}" if r["params"] is not None else "?"
-        metrics = _metrics_text(r["metrics"])
-        name = r["name"] + (" *" if r.get("source") == "user" else "")
-        table.add_row(name, ",".join(r["tasks"]), str(r["channels"]), params, str(r["default_steps"]), size, metrics)
-    out.print(table)

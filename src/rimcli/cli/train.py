@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
+import inspect
 import json
+import types
+import typing
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 
+from ..train_config import TrainConfig
 from . import app
 from .common import OUT_ALIAS_HELP, console, fail, handle_errors, output_alias
 
@@ -42,8 +50,6 @@ def eval_ratio(v: str) -> float:
 
 def _run_settings(out: Path | None) -> dict:
     """A run's own settings (its config.json), so `--resume -o RUN` needs no other flag."""
-    from ..training import TrainConfig
-
     path = (out or Path(TrainConfig.out)) / "config.json"
     if not path.is_file():
         return {}
@@ -63,6 +69,8 @@ def _read_config(path: Path) -> dict:
     try:
         text = path.read_text()
         settings = tomllib.loads(text) if kind == "TOML" else json.loads(text)
+    except OSError as e:
+        fail(f"config file {path} cannot be read ({e.strerror or e})")
     except ValueError as e:  # TOMLDecodeError, JSONDecodeError, UnicodeDecodeError
         fail(f"config file {path} is not valid {kind}: {e}")
     if not isinstance(settings, dict):
@@ -71,85 +79,88 @@ def _read_config(path: Path) -> dict:
 
 
 #: `rim train` options that steer the run rather than set a TrainConfig field (every other option
-#: is named after the field it sets; tests/test_train_settings.py checks both ways)
+#: is generated from the field it sets, and named after it; tests/test_train_settings.py checks both ways)
 RUN_OPTIONS = ("out_alias", "config", "resume", "threads", "time_limit", "quiet")
-#: list-valued settings whose flags take text: LO:HI ranges, and comma lists of these types
-_RANGES = ("sigma_range", "blur_range")
-_LISTS = {"scales": int, "ensembles": str, "ratios": float}
 
 
-def _setting(name: str, value: object) -> object:
+def _bare(hint: Any) -> Any:
+    """`X | None` -> X."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1 else hint
+
+
+#: each TrainConfig field with its type (`X | None` as X)
+_HINTS = {name: _bare(hint) for name, hint in typing.get_type_hints(TrainConfig).items()}
+SETTINGS: tuple[dataclasses.Field, ...] = dataclasses.fields(TrainConfig)
+
+
+def _flags(f: dataclasses.Field) -> tuple[str, ...]:
+    return f.metadata["flags"] or ("--" + f.name.replace("_", "-"),)
+
+
+def _option(f: dataclasses.Field) -> inspect.Parameter:
+    """A setting's `rim train` option, from its field: a path, text for a list (a LO:HI range or a
+    comma list), else the field's own type; None when not given. Named by Typer after the field
+    (`--no-NAME` too for a switch) unless the field names its flags."""
+    hint = _HINTS[f.name]
+    kind = Path if f.metadata["path"] else str if typing.get_origin(hint) is list else hint
+    return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=kind | None,
+                             default=typer.Option(None, *f.metadata["flags"], help=f.metadata["help"]))
+
+
+def _setting(f: dataclasses.Field, value: object) -> object:
     """A flag's value as TrainConfig holds it: lists parsed from their text, paths as strings."""
-    if name in _RANGES:
-        return _range(value, "--" + name.replace("_", "-"))
-    if name in _LISTS:
-        return _list(value, _LISTS[name])
+    hint = _HINTS[f.name]
+    if f.metadata["lo_hi"]:
+        return _range(value, _flags(f)[0])
+    if typing.get_origin(hint) is list:
+        return _list(value, typing.get_args(hint)[0])
     return str(value) if isinstance(value, Path) else value
 
 
-def flag_settings(params: dict, fields: set[str]) -> dict:
+def flag_settings(flags: dict) -> dict:
     """The TrainConfig settings given as flags (None: not given, so a --config file's value stands)."""
-    return {name: _setting(name, value) for name, value in params.items() if name in fields and value is not None}
+    return {f.name: _setting(f, flags[f.name]) for f in SETTINGS if flags.get(f.name) is not None}
+
+
+def _setting_options(func: Callable[..., None]) -> Callable[..., None]:
+    """Give a command one option per TrainConfig field, ahead of its own (Typer reads the signature
+    built here); the command receives their values as `flags` (field name -> value or None)."""
+    kw = inspect.Parameter.KEYWORD_ONLY
+    own = [p.replace(kind=kw) for p in inspect.signature(func, eval_str=True).parameters.values() if p.name != "flags"]
+    params = [*(_option(f) for f in SETTINGS), *own]
+
+    @functools.wraps(func)
+    def wrapper(**kwargs: Any) -> None:
+        func(flags={f.name: kwargs.pop(f.name) for f in SETTINGS}, **kwargs)
+
+    wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    return wrapper
 
 
 @app.command()
 @handle_errors
+@_setting_options
 def train(
-    ctx: typer.Context,
-    task: str | None = typer.Option(None, help="denoise, superres, cs, 3task or deblur; a comma list trains one model."),
-    channels: int | None = typer.Option(None, help="1 (gray) or 3 (RGB)."),
-    data: Path | None = typer.Option(None, help="Folder of training images (decoded once, kept in memory)."),
-    val: Path | None = typer.Option(None, help="Folder of validation images (default: hold out --val-split images of --data)."),
-    val_split: int | None = typer.Option(None, help="Images of --data held out for validation."),
-    out: Path | None = typer.Option(None, "--output", "-o", help="Run folder: log.jsonl, config.json, last.pt, best.pt."),
     out_alias: Path | None = typer.Option(None, "--out", hidden=True, help=OUT_ALIAS_HELP),
-    patch: int | None = typer.Option(None, help="Training crop size in pixels."),
-    batch: int | None = typer.Option(None, help="Patches per iteration (per process under torchrun)."),
-    iters: int | None = typer.Option(None, help="Training iterations."),
-    steps: int | None = typer.Option(None, help="Unrolled RIM steps T."),
-    loss_weights: str | None = typer.Option(None, help="equal (the paper) or increasing weights over steps."),
-    lr: float | None = typer.Option(None, help="Adam learning rate."),
-    schedule: str | None = typer.Option(None, help="cosine or constant (after a linear warm-up)."),
-    warmup: int | None = typer.Option(None, help="Iterations of the linear learning-rate warm-up."),
-    grad_clip: float | None = typer.Option(None, help="Largest gradient norm; larger gradients are scaled down."),
-    arch: str | None = typer.Option(None, help="rim (default), msrim (multi-scale), gdn or ffn (the paper's ablations), paper."),
-    hidden: int | None = typer.Option(None, help="Feature width of the RIM cell."),
-    sigma_input: bool | None = typer.Option(None, help="Give the cell the noise level as an input map."),
-    low_sigma: float | None = typer.Option(None, help="Fraction of samples with noise std in 0..5 gray levels."),
-    channels_last: bool | None = typer.Option(None, help="NHWC activations (faster on CPU, esp. with --amp bf16)."),
-    init_from: Path | None = typer.Option(None, help="Start from these weights (.safetensors, run .pt); colour can start gray."),
-    sigma_range: str | None = typer.Option(None, help="Noise std range LO:HI in gray levels (0..255), e.g. 0:75."),
-    scales: str | None = typer.Option(None, help="Super-resolution scales, e.g. 2,3,4."),
-    ensembles: str | None = typer.Option(None, help="Projection ensembles, e.g. gaussian,binary,fourier."),
-    ratios: str | None = typer.Option(None, help="Projection ratios, e.g. 1/2,1/4,1/8."),
-    blur_range: str | None = typer.Option(None, help="Gaussian blur std range LO:HI in pixels (deblur)."),
-    device: str | None = typer.Option(None, help="auto, cpu, cuda or cuda:N."),
-    amp: str | None = typer.Option(None, help="off, bf16 or fp16 autocast."),
-    compile: bool | None = typer.Option(None, help="torch.compile the RIM cell (faster on GPU after a slow first step)."),
-    seed: int | None = typer.Option(None, help="Seed of initial weights, data order, noise and operators."),
-    val_every: int | None = typer.Option(None, help="Validate and checkpoint every N iterations."),
-    log_every: int | None = typer.Option(None, help="Log the mean loss and patches/s every N iterations."),
-    val_images: int | None = typer.Option(None, help="Validation images used (at most)."),
-    val_crop: int | None = typer.Option(None, help="Side in pixels of the centre crop validated in each image."),
-    grad_checkpoint: bool | None = typer.Option(None, help="Recompute each step in backward (less memory)."),
     config: Path | None = typer.Option(None, help="JSON or TOML file of these settings; flags override it."),
     resume: bool = typer.Option(False, help="Continue the run in --output from last.pt, bit for bit."),
     threads: int = typer.Option(0, help="CPU threads for torch (0: torch's default)."),
     time_limit: float = typer.Option(0, help="Stop cleanly (validate, checkpoint) after this many seconds; resume later."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
+    *,
+    flags: dict[str, Any],
 ) -> None:
     """Train a RIM: random crops, corruption simulated on the fly, loss summed over all steps."""
-    import dataclasses
-
     import torch
 
-    from ..training import TrainConfig, command_line
+    from ..training import command_line
     from ..training import train as run_training
 
-    out = output_alias(out, out_alias)
+    out = output_alias(flags["out"], out_alias)
     settings = _read_config(config) if config else _run_settings(out) if resume else {}
-    # the setting parameters above are read here, by name: each is named after its TrainConfig field
-    settings.update(flag_settings({**ctx.params, "out": out}, {f.name for f in dataclasses.fields(TrainConfig)}))
+    settings.update(flag_settings({**flags, "out": out}))
     if not settings.get("data"):
         fail("--data is required (a folder of training images)")
     cfg = TrainConfig.from_dict(settings)
