@@ -141,22 +141,24 @@ def build(folder: Path) -> tuple[str, str]:
     return "\n".join(body).rstrip() + "\n", readme_table
 
 
-def _row_key(line: str) -> tuple[str, str]:
+def _row_key(line: str) -> tuple[str, str, str]:
+    """(set, setting, model): a run of one model leaves another model's row at that setting alone."""
     cells = [c.strip() for c in line.strip().strip("|").split("|")]
-    return cells[0], cells[1]
+    return cells[0], cells[1], (cells[3].split() or [""])[0] if len(cells) > 3 else ""
 
 
 def merge_rows(old: list[str], new: list[str]) -> list[str]:
-    """Table body rows: each new row replaces the old one with its (set, setting); rows for a new
-    setting follow the last row of their set (or end the table)."""
+    """Table body rows: each new row replaces the old one with its (set, setting, model); other
+    rows follow the last row of their set and setting, else of their set (or end the table)."""
     out = list(old)
     for row in new:
         keys = [_row_key(r) for r in out]
         if _row_key(row) in keys:
             out[keys.index(_row_key(row))] = row
             continue
-        same_set = [i for i, k in enumerate(keys) if k[0] == _row_key(row)[0]]
-        out.insert(same_set[-1] + 1 if same_set else len(out), row)
+        same = [i for i, k in enumerate(keys) if k[:2] == _row_key(row)[:2]]
+        same = same or [i for i, k in enumerate(keys) if k[0] == _row_key(row)[0]]
+        out.insert(same[-1] + 1 if same else len(out), row)
     return out
 
 

@@ -299,14 +299,16 @@ def test_make_benchmarks_md(tiny_weights: Path, tmp_path: Path) -> None:
     readme.write_text("no markers\n")
     assert not mk.update_readme(readme, table) and readme.read_text() == "no markers\n"
     # --update: what was re-run replaces its row and section; everything else stays
-    old_row = "| bsd68 | sigma=25 | 68 | old-model (T=9) 1.00 / 0.1000 | - | 9.99 |"
+    old_row = "| bsd68 | sigma=25 | 68 | rim-gray-denoise (T=9) 1.00 / 0.1000 | - | 9.99 |"
+    other_row = "| bsd68 | sigma=25 | 68 | rim-3task (T=8) 2.00 / 0.2000 | - | 9.99 |"  # another model: kept
     kept_row = "| set5 | x2 | 5 | rim-sr (T=6) 35.97 / 0.9495 | bicubic 33.65 / 0.9293 | 4.36 |"
     header = table.split("\n")[:2]
-    existing = "\n".join([mk.INTRO, "## Summary", "", *header, old_row, kept_row, "",
+    existing = "\n".join([mk.INTRO, "## Summary", "", *header, old_row, other_row, kept_row, "",
                           "## bsd68 (bsd68)", "", "old section", "", "## set5 (set5)", "", "kept section", ""])
     merged, rows = mk.update(existing, tmp_path / "runs")
     assert old_row not in merged and kept_row in merged and "kept section" in merged and "old section" not in merged
-    assert merged.count("| bsd68 | sigma=25 |") == 1 and merged.count("## bsd68 (bsd68)") == 1
+    assert other_row in merged and merged.index("| rim-gray-denoise (T=3)") < merged.index(other_row)
+    assert merged.count("| bsd68 | sigma=25 |") == 2 and merged.count("## bsd68 (bsd68)") == 1
     assert "- command: `rim benchmark bsd68" in merged and merged.index("| bsd68 |") < merged.index("| set5 |")
     readme.write_text(f"intro\n{mk.START}\n" + "\n".join([*header, kept_row]) + f"\n{mk.END}\nrest\n")
     assert mk.update_readme_rows(readme, ["| bsd68 | sigma=50 | 68 | new |  |  |", kept_row.replace("35.97", "36.50")])

@@ -19,7 +19,7 @@ import rimcli.cli
 from rimcli import baselines, benchmark, datasets, inference, io, training, weights
 from rimcli.cli import common
 from rimcli.cli import examples as cli_examples
-from rimcli.errors import InputError, RestoreError, RimError
+from rimcli.errors import InputError, RestoreError, RimError, os_reason
 
 rimcli.cli._register()
 
@@ -210,3 +210,12 @@ def test_a_missing_or_unreadable_user_file_is_one_line_exit_2(case: str, tmp_pat
     assert result.exit_code == 2, (result.output, result.exception)
     assert result.stderr.startswith("error: ") and message in result.stderr, result.stderr
     assert len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize(("error", "reason"), [
+    (PermissionError(13, "Permission denied", "/x/y.png"), "Permission denied"),  # no errno, no path twice
+    (OSError("disk on fire\nsecond line"), "disk on fire"),  # no strerror: the first line of the text
+    (ValueError(""), "ValueError"),  # nothing to say: the type
+])
+def test_os_reason_is_the_short_reason(error: BaseException, reason: str) -> None:
+    assert os_reason(error) == reason

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import RimError
+from .errors import RimError, os_reason
 from .io import EXTENSIONS, from_float, read_image, write_bytes
 from .tasks import SR_SCALES  # the SR sets ship LR files (image_SRF_s) at the scales inference supports
 
@@ -116,7 +116,7 @@ def read_registry() -> dict[str, str]:
     try:
         data = json.loads(path.read_text())
     except OSError as e:
-        raise DatasetError(f"dataset registry {path} cannot be read ({e.strerror or e})") from None
+        raise DatasetError(f"dataset registry {path} cannot be read ({os_reason(e)})") from None
     except ValueError as e:
         raise DatasetError(f"corrupt dataset registry {path}: {e}") from e
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
@@ -131,7 +131,7 @@ def _entries(folder: Path, keep: Callable[[Path], bool]) -> list[Path]:
     try:
         return [p for p in folder.iterdir() if keep(p)]
     except OSError as e:
-        raise DatasetError(f"{folder}: cannot list this folder ({e.strerror or e})") from None
+        raise DatasetError(f"{folder}: cannot list this folder ({os_reason(e)})") from None
 
 
 def _has_images(d: Path) -> bool:
@@ -354,7 +354,7 @@ def fetch(
         final.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f".{ds.name}-", dir=final.parent))
     except OSError as e:
-        raise DatasetError(f"{final.parent}: cannot write there ({e.strerror or e})") from None
+        raise DatasetError(f"{final.parent}: cannot write there ({os_reason(e)})") from None
     try:
         archive = work / "download"
         try:
@@ -379,7 +379,7 @@ def fetch(
     except DatasetError:
         raise
     except OSError as e:  # a full disk, a folder we may not write in (DatasetError is an OSError too)
-        raise DatasetError(f"unpacking {ds.name} into {final.parent} failed ({e.strerror or e})") from None
+        raise DatasetError(f"unpacking {ds.name} into {final.parent} failed ({os_reason(e)})") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
     folder = find_in(final / sub if sub else final, ds.name)

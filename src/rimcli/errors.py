@@ -20,3 +20,12 @@ class InputError(RimError, ValueError):
 
 class RestoreError(RimError, RuntimeError):
     """A restoration that ran but produced no usable result (inf/NaN output, out of memory)."""
+
+
+def os_reason(e: BaseException) -> str:
+    """The reason part of a one-line message about a failed file operation: an OSError's
+    strerror ("Permission denied", without the errno and path that str(e) repeats), else the
+    first line of the error's text, else its type name."""
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return (str(e).strip().splitlines() or [""])[0] or type(e).__name__

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import RimError
+from .errors import RimError, os_reason
 
 #: Pillow formats we read ("JPEG" also opens the multi-picture JPEGs (MPO) many cameras write)
 _PIL_FORMATS = ["PNG", "JPEG", "BMP", "WEBP", "TIFF"]
@@ -97,7 +97,7 @@ def read_image(path: str | Path) -> Picture:
         with open(path, "rb") as f:
             head = f.read(32)
     except OSError as e:
-        raise ImageError(f"{path}: cannot read ({e.strerror or e})") from None
+        raise ImageError(f"{path}: cannot read ({os_reason(e)})") from None
     notes: list[str] = []
     try:
         if head[:4] in (b"II*\0", b"MM\0*"):
@@ -296,7 +296,7 @@ def write_bytes(path: str | Path, data: bytes | str, *, overwrite: bool = True) 
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     except OSError as e:
-        raise ImageError(f"{folder}: cannot write there ({e.strerror or e})") from None
+        raise ImageError(f"{folder}: cannot write there ({os_reason(e)})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -305,7 +305,7 @@ def write_bytes(path: str | Path, data: bytes | str, *, overwrite: bool = True) 
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(e, OSError):
-            raise ImageError(f"{path}: cannot write ({e.strerror or e})") from None
+            raise ImageError(f"{path}: cannot write ({os_reason(e)})") from None
         raise
 
 

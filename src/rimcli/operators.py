@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from . import resize
-from .errors import InputError
+from .errors import InputError, os_reason
 
 SigmaLike = float | Sequence[float] | torch.Tensor
 
@@ -169,8 +169,7 @@ def load_kernel(path: str | Path) -> torch.Tensor:
         try:
             k = np.load(path).astype(np.float64)
         except (OSError, ValueError, TypeError, AttributeError) as e:  # missing, not .npy, pickled, an .npz
-            reason = e.strerror if isinstance(e, OSError) and e.strerror else (str(e).strip().splitlines() or [""])[0]
-            raise InputError(f"{path}: not a readable .npy blur kernel ({reason or type(e).__name__})") from None
+            raise InputError(f"{path}: not a readable .npy blur kernel ({os_reason(e)})") from None
     else:
         from .io import read_image
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .errors import os_reason
 from .inference import resolve_device, unroll
 from .io import EXTENSIONS, GRAY_LEVELS, read_image, to_float, write_bytes
 from .metrics import psnr_batch, sr_psnr
@@ -290,7 +291,7 @@ def load_checkpoint(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)  # no arbitrary pickle
     except OSError as e:
-        raise TrainError(f"checkpoint {path} cannot be read ({e.strerror or e})") from None
+        raise TrainError(f"checkpoint {path} cannot be read ({os_reason(e)})") from None
 
 
 def _start_from(rim: RIM, path: Path) -> None:
@@ -458,7 +459,7 @@ def _claim_out(out: Path, resume: bool) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise TrainError(f"{out}: cannot create the run folder ({e.strerror or e})") from None
+        raise TrainError(f"{out}: cannot create the run folder ({os_reason(e)})") from None
     if not resume and (out / "last.pt").exists():
         raise TrainError(f"{out} already holds a run; use --resume to continue it or choose another --out")
 
@@ -650,7 +651,7 @@ def _log(out: Path, rec: dict, on_log: Callable[[dict], None] | None) -> None:
         with open(out / "log.jsonl", "a") as f:
             f.write(json.dumps(rec) + "\n")
     except OSError as e:
-        raise TrainError(f"{out / 'log.jsonl'}: cannot write ({e.strerror or e})") from None
+        raise TrainError(f"{out / 'log.jsonl'}: cannot write ({os_reason(e)})") from None
     if on_log is not None:
         on_log(rec)
 
@@ -662,7 +663,7 @@ def read_log(run: Path) -> list[dict]:
     try:
         text = path.read_text()
     except OSError as e:
-        raise TrainError(f"{path}: cannot read ({e.strerror or e})") from None
+        raise TrainError(f"{path}: cannot read ({os_reason(e)})") from None
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import RimError
+from .errors import RimError, os_reason
 from .io import write_bytes
 from .model import RIM, RIMConfig
 
@@ -85,7 +85,7 @@ def read_manifest(folder: Path | None = None) -> dict[str, ModelEntry]:
         data = json.loads(path.read_text())
         return {d["name"]: ModelEntry.from_dict(d) for d in data["models"]}
     except OSError as e:  # the cause tells export an unreadable manifest from a corrupt one
-        raise WeightsError(f"weights manifest {path} cannot be read ({e.strerror or e})") from e
+        raise WeightsError(f"weights manifest {path} cannot be read ({os_reason(e)})") from e
     except (ValueError, KeyError, TypeError) as e:
         raise WeightsError(f"corrupt weights manifest {path}: {e}") from e
 
@@ -102,7 +102,7 @@ def sha256(path: str | Path) -> str:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
     except OSError as e:
-        raise WeightsError(f"{path}: cannot read ({e.strerror or e})") from None
+        raise WeightsError(f"{path}: cannot read ({os_reason(e)})") from None
     return h.hexdigest()
 
 

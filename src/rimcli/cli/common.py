@@ -12,7 +12,7 @@ from typing import Any, NoReturn, TypeVar
 import typer
 from rich.console import Console
 
-from ..errors import RimError
+from ..errors import RimError, os_reason
 
 console = Console(stderr=True)  # progress, tables, messages: stderr, so stdout stays for results
 out = Console()
@@ -56,7 +56,7 @@ def write_text(path: Path, text: str) -> None:
             sys.stdout.write(text)
             sys.stdout.flush()
         except OSError as e:  # a closed pipe (`| head`), a full disk behind a redirection
-            fail(f"standard output: cannot write ({e.strerror or e})")
+            fail(f"standard output: cannot write ({os_reason(e)})")
         return
     write_bytes(Path(path), text)
 

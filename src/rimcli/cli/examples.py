@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from ..errors import os_reason
 from . import app
 from .common import console, fail, handle_errors
 
@@ -35,7 +36,7 @@ def write_example(src: Path, dst: Path, overwrite: bool) -> Path:
         try:
             data = src.read_bytes()
         except OSError as e:
-            fail(f"{src}: cannot read the example ({e.strerror or e})")
+            fail(f"{src}: cannot read the example ({os_reason(e)})")
         write_bytes(dst, data, overwrite=overwrite)
     else:
         pic = read_image(src)

@@ -22,6 +22,7 @@ from typing import Annotated, Any
 import typer
 
 from ..api import Options, Outcome, Problem
+from ..errors import os_reason
 from ..io import EXTENSIONS
 from ..tasks import DEFAULT_SIGMA
 from . import app
@@ -243,14 +244,14 @@ def _has_files(folder: Path) -> bool:
     try:
         return folder.is_dir() and any(folder.iterdir())
     except OSError as e:
-        raise CLIError(f"{folder}: cannot read this folder ({e.strerror or e})") from None
+        raise CLIError(f"{folder}: cannot read this folder ({os_reason(e)})") from None
 
 
 def _images_in(folder: Path, recursive: bool, skip: list[Path]) -> list[Path]:
     try:
         return _list_images(folder, recursive, skip)
     except OSError as e:  # an unreadable folder the user named
-        raise CLIError(f"{folder}: cannot list this folder ({e.strerror or e})") from None
+        raise CLIError(f"{folder}: cannot list this folder ({os_reason(e)})") from None
 
 
 def _list_images(folder: Path, recursive: bool, skip: list[Path]) -> list[Path]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import typer
 
+from ..errors import os_reason
 from ..train_config import TrainConfig
 from . import app
 from .common import OUT_ALIAS_HELP, console, fail, handle_errors, output_alias
@@ -70,7 +71,7 @@ def _read_config(path: Path) -> dict:
         text = path.read_text()
         settings = tomllib.loads(text) if kind == "TOML" else json.loads(text)
     except OSError as e:
-        fail(f"config file {path} cannot be read ({e.strerror or e})")
+        fail(f"config file {path} cannot be read ({os_reason(e)})")
     except ValueError as e:  # TOMLDecodeError, JSONDecodeError, UnicodeDecodeError
         fail(f"config file {path} is not valid {kind}: {e}")
     if not isinstance(settings, dict):
