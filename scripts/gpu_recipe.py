@@ -15,32 +15,37 @@ Stages (`python scripts/gpu_recipe.py STAGE ...`):
                   the exported file; writes OUT/summary.json {"models": [{"name", "file", "sha256",
                   "benchmarks"}]} (and OUT/bench/<model>/<set>/results.json for record_metrics.py)
 
---dry-run runs all of them on the CPU with tiny settings: two gpu calls (the second resumes from the
-files the first collected, as a second GPU call would), speed, finish; every command's exit code is
-checked and each collected folder is checked against the $OUT limits.
+--dry-run runs all of them on the CPU with tiny settings: three gpu calls (the second resumes from the
+files the first collected, as a second GPU call would; the third extends every plan), speed, finish;
+every command's exit code is checked and each collected folder is checked against the $OUT limits.
 
     python scripts/gpu_recipe.py --dry-run --data ../shared/data/train/bsds400 --bench ../shared/data/bench --out runs/dry
 
-The real run (one H100; at most 10 minutes a command, 30 minutes of device time in all, 64 MiB sent):
+The real run (one H100; at most 10 minutes a command, 30 minutes of device time in all, 64 MiB sent).
+Each recipe fine-tunes the bundled file it names (`init_from`), so a short window adds to the CPU hours.
 
     python scripts/gpu_recipe.py prepare --data ../shared/data/train/bsds400       # -> local/data/bsds400
     # GPU call 1, carry ["local/data"]: probe (~2 min), then train until 510 s
     PYTHONUNBUFFERED=1 python3 scripts/gpu_recipe.py gpu --out "$OUT" --time-limit 510 --train-seconds 840
     rm -rf local/state && cp -r FILES_AT local/state                                 # what came back
-    # GPU call 2, carry ["local/data", "local/state"]: resume every model, then time inference
-    PYTHONUNBUFFERED=1 python3 scripts/gpu_recipe.py gpu --state local/state --out "$OUT" --time-limit 480; \
+    # GPU call 2 (at once, while the machine is warm), carry ["local/data", "local/state"]: resume every
+    # model (--fill: one whose plan would end early gets a longer one), then time inference
+    PYTHONUNBUFFERED=1 python3 scripts/gpu_recipe.py gpu --state local/state --out "$OUT" --time-limit 470 --fill; \
         python3 scripts/gpu_recipe.py speed --state "$OUT" --out "$OUT"
     rm -rf local/state && cp -r FILES_AT local/state
+    # GPU call 3 if 8 device minutes are left: the same as call 2 with --time-limit 360 and no speed stage
     python scripts/gpu_recipe.py finish --state local/state --bench ../shared/data/bench --out runs/gpu
 
 Each call ends within 10 minutes: training stops at --time-limit, a worker still running --grace (60) s
-later is killed, and its last checkpoint is collected with the others. Two calls plus two machine starts
-are about 22 of the 30 device minutes. --train-seconds is the training time each model is planned for
-after its probe (about 400 s in call 1 plus 440 s in call 2, compiling again included); a model short of
-its plan continues in a third `gpu --state` call if time is left, and is exported from its best
-checkpoint either way. Models are listed in priority order (colour, gray, super-resolution, 3-task):
-if time runs short, drop from the end with --models. Four small models leave an H100 mostly idle, hence
-one process per model sharing it (their probes run side by side too, so the rates are the shared ones).
+later is killed, and its last checkpoint is collected with the others. --train-seconds is the training
+time each model is planned for after its probe. The probes run side by side with the other models'
+compiles, and on 2026-11-23 they underrated the two models whose data path is CPU-heavy (bicubic
+downscaling; a dense matrix per projection patch) 3 to 8 times: those finished their plans within
+call 1. `--fill` (or `--extend KEY=ITERS`, by hand) gives such a model a longer schedule when it resumes;
+the cosine restarts from where it is, and best.pt keeps the best validation either way. A model short of
+its plan is exported from its best checkpoint. Models are listed in priority order (colour, gray,
+super-resolution, 3-task): if time runs short, drop from the end with --models. Four small models leave
+an H100 mostly idle, hence one process per model sharing it.
 """
 
 from __future__ import annotations
@@ -199,8 +204,9 @@ def progress(run: Path) -> dict:
 def settings(key: str, data: Path, device: str, tiny: bool) -> dict:
     s = tomllib.loads((ROOT / "recipes" / f"{key}.toml").read_text())
     s.update(data=str(data), device=device)
-    if tiny:
-        s.update(TINY, patch=MODELS[key].tiny_patch)
+    if tiny:  # a fine-tuned model keeps its width: the weights it starts from set it
+        s.update({k: v for k, v in TINY.items() if not (k == "hidden" and s.get("init_from"))},
+                 patch=MODELS[key].tiny_patch)
     return s
 
 
@@ -254,7 +260,8 @@ def stage_gpu(a: argparse.Namespace) -> None:
         run = work / key
         job = {"key": key, "run": str(run), "resume": unpack(a.state, key, run), "deadline": deadline,
                "settings": settings(key, data, a.device, a.tiny), "probe_seconds": a.probe_seconds,
-               "train_seconds": a.train_seconds, "threads": threads, "tiny": a.tiny}
+               "train_seconds": a.train_seconds, "threads": threads, "tiny": a.tiny, "iters": a.extend.get(key),
+               "fill": a.fill}
         (run / "job.json").write_text(json.dumps(job, indent=1))
         with open(run / "worker.log", "a") as log:  # the child holds its own copy of the handle
             procs[key] = subprocess.Popen([sys.executable, __file__, "worker", "--job", str(run / "job.json")],
@@ -295,6 +302,14 @@ def stage_worker(a: argparse.Namespace) -> None:
         ck = load_checkpoint(run / "last.pt")  # the plan (amp, compile, batch, iters) is in its config
         s = job["settings"]
         cfg = TrainConfig.from_dict({**ck["config"], "data": s["data"], "device": s["device"], "out": str(run)})
+        left = max(0.0, job["deadline"] - time.time())
+        iters = job.get("iters") or (fill_iters(ck["iteration"], cfg.iters, trained_rate(run, cfg.batch), left)
+                                     if job.get("fill") else cfg.iters)
+        if iters != cfg.iters:  # a longer schedule: the cosine restarts from where it is (best.pt keeps the best)
+            plan = json.loads((run / "plan.json").read_text())
+            plan["extensions"] = [*plan.get("extensions", []), {"at": ck["iteration"], "from": cfg.iters, "to": iters}]
+            (run / "plan.json").write_text(json.dumps({**plan, "iters": iters}, indent=1))
+            cfg = dataclasses.replace(cfg, iters=iters)
         print(f"resuming at iteration {ck['iteration']} of {cfg.iters}", flush=True)
     else:
         base = TrainConfig.from_dict({**job["settings"], "out": str(run)})
@@ -304,9 +319,23 @@ def stage_worker(a: argparse.Namespace) -> None:
         cfg = dataclasses.replace(base, **plan["choice"], iters=plan["iters"])
     left = max(0.0, job["deadline"] - time.time())
     command = (f"python3 scripts/gpu_recipe.py gpu: recipes/{job['key']}.toml with amp {cfg.amp}, compile {cfg.compile}, "
-               f"batch {cfg.batch}, iters {cfg.iters} (from its throughput probe)")
+               f"batch {cfg.batch}, iters {cfg.iters} (plan.json: its throughput probe and any extensions)")
     train(cfg, resume=job["resume"], command=command, time_limit=left,
           on_log=lambda r: print(json.dumps({k: v for k, v in r.items() if k != "val"}), flush=True))
+
+
+def trained_rate(run: Path, batch: int) -> float:
+    """Iterations/s of the run's recent training (median of its last 10 log records), 0 if none."""
+    rates = [r["patches_per_s"] / batch for r in read_jsonl(run / "log.jsonl") if "patches_per_s" in r][-10:]
+    return statistics.median(rates) if rates else 0.0
+
+
+def fill_iters(iteration: int, iters: int, rate: float, seconds: float) -> int:
+    """The schedule length for a resumed run: `iters`, unless the plan would end in under 3/4 of this
+    call's `seconds` at the measured `rate`; then long enough to end with the call. (A throughput probe
+    run beside three other models' compiles can underrate a CPU-heavy data path several times.)"""
+    reach = iteration + int(rate * seconds * SAFETY)
+    return reach if iters - iteration < 0.75 * (reach - iteration) else iters
 
 
 def probe(base, job: dict) -> dict:  # noqa: ANN001 - a TrainConfig
@@ -386,7 +415,9 @@ def stage_speed(a: argparse.Namespace) -> None:
                          "megapixels_per_s": size**2 / 1e6 / t})
     a.out.mkdir(parents=True, exist_ok=True)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    (a.out / "speed.json").write_text(json.dumps({"device": name, "image": [size, size], "rows": rows}, indent=1))
+    meta = {"command": " ".join(["python3", "scripts/gpu_recipe.py", *sys.argv[1:]]), "repeats": repeats,
+            "torch": f"torch {torch.__version__}", "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    (a.out / "speed.json").write_text(json.dumps({"device": name, "image": [size, size], **meta, "rows": rows}, indent=1))
     for r in rows:
         print(f"{r['model']:28s} T={r['steps']:<3d} {r['precision']}: {r['megapixels_per_s']:8.2f} MP/s")
     check_out(a.out)
@@ -476,11 +507,12 @@ def rim_psnr(report: dict) -> dict[str, float]:
 
 
 def dry_run(a: argparse.Namespace) -> None:
-    """Every stage on the CPU with tiny settings; O/gpu-1 and O/gpu-2 are what two GPU calls return."""
+    """Every stage on the CPU with tiny settings; O/gpu-1..3 are what three GPU calls return (the third
+    extends every plan, as --extend or --fill does for a model that ended its plan early)."""
     if a.data is None or a.bench is None or a.out is None:
         raise RecipeError("--dry-run needs --data, --bench and --out")
     out = a.out
-    for sub in ("carry", "work-1", "work-2", "gpu-1", "gpu-2", "runs", "weights", "bench", "speed"):
+    for sub in ("carry", "work-1", "work-2", "work-3", "gpu-1", "gpu-2", "gpu-3", "runs", "weights", "bench", "speed"):
         shutil.rmtree(out / sub, ignore_errors=True)
     me = [sys.executable, __file__]
     common = ["--tiny", "--device", "cpu", "--models", ",".join(a.models)]
@@ -492,13 +524,17 @@ def dry_run(a: argparse.Namespace) -> None:
                  "--time-limit", "0", "--grace", "540", "--train-seconds", "1", "--probe-seconds", "0.2"], env)
     run_checked([*me, "gpu", *common, "--data", data, "--state", out / "gpu-1", "--work", out / "work-2",
                  "--out", out / "gpu-2", "--time-limit", "120", "--grace", "420"], env)
-    run_checked([*me, "speed", *common, "--state", out / "gpu-2", "--work", out / "speed", "--out", out / "gpu-2"], env)
-    run_checked([*me, "finish", *common, "--state", out / "gpu-2", "--bench", a.bench, "--out", out], env)
-    first, second = (json.loads((out / d / "gpu.json").read_text())["models"] for d in ("gpu-1", "gpu-2"))
+    second = json.loads((out / "gpu-2" / "gpu.json").read_text())["models"]
+    longer = ",".join(f"{key}={second[key]['iters'] + 2}" for key in a.models)  # a plan ended early: go on
+    run_checked([*me, "gpu", *common, "--data", data, "--state", out / "gpu-2", "--work", out / "work-3",
+                 "--out", out / "gpu-3", "--time-limit", "120", "--grace", "420", "--extend", longer], env)
+    run_checked([*me, "speed", *common, "--state", out / "gpu-3", "--work", out / "speed", "--out", out / "gpu-3"], env)
+    run_checked([*me, "finish", *common, "--state", out / "gpu-3", "--bench", a.bench, "--out", out], env)
+    first, third = (json.loads((out / d / "gpu.json").read_text())["models"] for d in ("gpu-1", "gpu-3"))
     for key in a.models:
-        i1, i2, planned = first[key]["iteration"], second[key]["iteration"], second[key]["iters"]
-        if not 0 < i1 < i2 == planned:
-            raise RecipeError(f"{key}: the resumed call did not continue (iterations {i1} -> {i2} of {planned})")
+        i1, i2, planned, i3 = first[key]["iteration"], second[key]["iteration"], second[key]["iters"], third[key]["iteration"]
+        if not 0 < i1 < i2 == planned < i3 == planned + 2 == third[key]["iters"]:
+            raise RecipeError(f"{key}: a resumed call did not continue (iterations {i1} -> {i2} of {planned} -> {i3})")
     print(f"dry run passed in {time.monotonic() - t0:.0f} s: {out / 'summary.json'}")
 
 
@@ -522,11 +558,23 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--grace", type=float, default=60.0,
                     help="gpu: seconds a worker may run past --time-limit (final validation, checkpoint) before it is killed")
     ap.add_argument("--probe-seconds", type=float, default=15.0, help="gpu: seconds per probed setting (x2 compiled)")
+    ap.add_argument("--extend", default="", metavar="KEY=ITERS,...",
+                    help="gpu --state: resume these models to a longer schedule (a model that ended its plan early)")
+    ap.add_argument("--fill", action="store_true",
+                    help="gpu --state: a resumed model whose plan would end well before --time-limit is extended to it")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--tiny", action="store_true", help="tiny settings (what --dry-run uses)")
     ap.add_argument("--job", type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    # models are named from the checkout's weights/ alone (no user folder: the GPU image lacks platformdirs)
+    os.environ.setdefault("RIM_USER_MODELS", str(ROOT / "local" / "user-models"))
     a.models = [m.strip() for m in a.models.split(",") if m.strip()]
+    try:
+        a.extend = {k.strip(): int(v) for k, v in (kv.split("=") for kv in a.extend.split(",") if kv.strip())}
+    except ValueError:
+        ap.error("--extend: KEY=ITERS,... (for example sr=3000)")
+    if set(a.extend) - set(a.models) or any(v < 1 for v in a.extend.values()):
+        ap.error(f"--extend: models among --models ({','.join(a.models)}) and positive iterations")
     unknown = [m for m in a.models if m not in MODELS]
     if unknown or not a.models:
         ap.error(f"--models: choose from {DEFAULT_MODELS}")

@@ -133,12 +133,42 @@ def build(folder: Path) -> tuple[str, str]:
     table = headline(found) if found else "_No quality benchmarks yet._"
     body += ["## Summary", "", table, ""]
     for path, sp in speed:
-        body += ["## Speed", "", f"- command: `{sp['command']}` ({path.parent.name}/{path.name})", "", sp["markdown"], ""]
+        if "rows" in sp:  # scripts/gpu_recipe.py speed
+            body += gpu_speed(path, sp)
+        else:
+            body += ["## Speed", "", f"- command: `{sp['command']}` ({path.parent.name}/{path.name})", "", sp["markdown"], ""]
     for path, rep in found:
         md = render_markdown(rep, level=2)
         body += [f"## {rep['benchmark']} ({path.parent.name})", "", md.split("\n", 1)[1].lstrip("\n"), ""]
     readme_table = headline(found, whole_sets_only=True) if found else table
     return "\n".join(body).rstrip() + "\n", readme_table
+
+
+#: how a speed.json with "rows" is made (files from before it recorded its command)
+GPU_SPEED_COMMAND = 'python3 scripts/gpu_recipe.py speed --state "$OUT" --out "$OUT"'
+
+
+def gpu_speed(path: Path, sp: dict) -> list[str]:
+    """The section of a `scripts/gpu_recipe.py speed` file: megapixels/s per model, fp32 and bf16."""
+    h, w = sp["image"]
+    mps: dict[tuple[str, int], dict[str, float]] = {}
+    for r in sp["rows"]:
+        mps.setdefault((r["model"], r["steps"]), {})[r["precision"]] = r["megapixels_per_s"]
+    where = ", ".join(str(sp[k]) for k in ("torch", "date") if sp.get(k))
+    lines = ["## Speed on GPU", "", f"- command: `{sp.get('command', GPU_SPEED_COMMAND)}` ({path.parent.name}/{path.name})", "",
+             f"Megapixels per second restoring one {w}x{h} image (denoising at sigma 25, super-resolution x2), "
+             f"median of {sp.get('repeats', 10)} after a warm-up; {sp['device']}{', ' + where if where else ''}. "
+             "A RIM runs `steps` steps (its training horizon); the DnCNN-sized conv net (17 layers x 64 channels) one pass.",
+             "", "| model | steps | fp32 MP/s | bf16 MP/s | bf16 / fp32 |", "| --- | --- | --- | --- | --- |"]
+    for (model, steps), by in mps.items():
+        fp32, bf16 = by.get("fp32"), by.get("bf16")
+        ratio = f"{bf16 / fp32:.2f}x" if fp32 and bf16 else "-"
+        lines.append(f"| {model} | {steps} | {_rate(fp32)} | {_rate(bf16)} | {ratio} |")
+    return [*lines, ""]
+
+
+def _rate(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"
 
 
 def _row_key(line: str) -> tuple[str, str, str]:

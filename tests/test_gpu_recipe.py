@@ -67,7 +67,7 @@ def test_dry_run_every_stage_every_model(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
 
     # each simulated GPU call returned a flat $OUT within the limits: one tar per model + gpu.json
-    for call in ("gpu-1", "gpu-2"):
+    for call in ("gpu-1", "gpu-2", "gpu-3"):
         _check_out_limits(out / call)
         assert {p.name for p in (out / call).iterdir()} >= {f"{k}.tar" for k in NAMES} | {"gpu.json"}
 
@@ -76,9 +76,16 @@ def test_dry_run_every_stage_every_model(tmp_path: Path) -> None:
     for key in NAMES:
         assert first[key]["exit_code"] == second[key]["exit_code"] == 0
         assert 0 < first[key]["iteration"] < second[key]["iteration"] == second[key]["iters"]
-        its = _loss_iterations(out / "gpu-2" / f"{key}.tar")  # one log across both calls, never restarted
-        assert its == sorted(set(its)) and its[0] == 1 and its[-1] == second[key]["iters"]
         assert first[key]["choice"] == second[key]["choice"]  # the probe's plan carried over
+    # the third call extended each finished plan by two iterations (--extend) and ran them
+    third = json.loads((out / "gpu-3" / "gpu.json").read_text())["models"]
+    for key in NAMES:
+        assert third[key]["exit_code"] == 0 and third[key]["iteration"] == third[key]["iters"] == second[key]["iters"] + 2
+        its = _loss_iterations(out / "gpu-3" / f"{key}.tar")  # one log across the calls, never restarted
+        assert its == sorted(set(its)) and its[0] == 1 and its[-1] == third[key]["iters"]
+        with tarfile.open(out / "gpu-3" / f"{key}.tar") as tar:
+            plan = json.loads(tar.extractfile("plan.json").read())
+        assert plan["extensions"] == [{"at": second[key]["iters"], "from": second[key]["iters"], "to": plan["iters"]}]
 
     # exported, self-describing files, benchmarked by path (no --steps)
     from rimcli.weights import file_metadata
@@ -98,3 +105,14 @@ def test_dry_run_every_stage_every_model(tmp_path: Path) -> None:
     assert len(models["rim-3task"]["benchmarks"]["projections"]) == 9
     assert (out / "bench" / "gray" / "set12" / "results.json").is_file()
     assert {r["precision"] for r in summary["speed"]["rows"]} == {"fp32"}
+
+
+def test_fill_extends_only_a_plan_that_would_end_early() -> None:
+    """--fill: a resumed plan that would end in under 3/4 of the call grows to end with the call."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import gpu_recipe
+
+    # at 10 it/s, 100 s reach 900 more iterations (x0.9): 100 left of 900 -> extended, 800 left -> kept
+    assert gpu_recipe.fill_iters(1000, 1100, rate=10.0, seconds=100.0) == 1900
+    assert gpu_recipe.fill_iters(1000, 1800, rate=10.0, seconds=100.0) == 1800
+    assert gpu_recipe.fill_iters(1000, 1000, rate=0.0, seconds=100.0) == 1000  # no rate measured: as planned

@@ -111,3 +111,20 @@ def test_8_bit_images_load_as_before(tmp_path: Path) -> None:
     assert torch.equal(rep, torch.from_numpy(np.repeat(rgb[None, ..., 0], 3, axis=0)))
     x = PatchSampler([gray], 32, torch.Generator().manual_seed(0)).batch(2)
     assert not _not_8_bit(x)
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=[r.stem for r in RECIPES])
+def test_recipes_fine_tune_a_bundled_file_of_the_same_cell(recipe: Path) -> None:
+    """A recipe that starts from bundled weights names a bundled model with its cell: the GPU run
+    would otherwise fail on the device machine, after its start-up time was spent."""
+    tomllib = pytest.importorskip("tomllib")
+    from rimcli.training import init_file
+    from rimcli.weights import file_metadata
+
+    cfg = TrainConfig.from_dict({**tomllib.loads(recipe.read_text()), "data": "imgs"})
+    if cfg.init_from is None:
+        pytest.skip("trains from random weights")
+    bundled = file_metadata(init_file(cfg.init_from))["config"]
+    cell = cfg.model_config()
+    assert (bundled["channels"], bundled["hidden"], bundled["arch"], bundled["sigma_input"]) == (
+        cell.channels, cell.hidden, cell.arch, cell.sigma_input)

@@ -289,3 +289,20 @@ def test_init_from_starts_a_run_from_other_weights(data_dir: Path, tmp_path: Pat
         torch.testing.assert_close(got[k], v, rtol=0, atol=1e-8)
     with pytest.raises(TrainError, match="init-from"):
         train(_cfg(data_dir, tmp_path / "bad", hidden=16, init_from=str(src / "last.pt")))
+
+
+def test_init_from_takes_a_model_name(data_dir: Path, tmp_path: Path) -> None:
+    """--init-from NAME starts from that model's file (`rim models`), as the GPU recipes name the
+    bundled model they fine-tune; an unknown name is one clear error."""
+    from rimcli.export import export_run
+    from rimcli.weights import WeightsError, load_file, user_models_dir
+
+    src = train(_cfg(data_dir, tmp_path / "src", iters=2, val_every=2))
+    entry = export_run(src, "my-gray")  # into the user's models folder
+    run = train(_cfg(data_dir, tmp_path / "ft", iters=1, lr=1e-12, warmup=1, val_every=1, init_from="my-gray"))
+    ck = torch.load(run / "last.pt", weights_only=True)
+    assert ck["meta"]["init_from_sha256"] == entry.sha256
+    for k, v in load_file(user_models_dir() / entry.file).state_dict().items():
+        torch.testing.assert_close(ck["model"][k], v, rtol=0, atol=1e-8)
+    with pytest.raises(WeightsError, match="unknown model 'no-such-model'"):
+        train(_cfg(data_dir, tmp_path / "bad", init_from="no-such-model"))

@@ -70,10 +70,10 @@ class TrainConfig:
     low_sigma: float = setting(0.0, help=f"Fraction of samples with noise std in 0..{LOW_SIGMA:g} gray levels.")
     #: NHWC activations: faster oneDNN convolutions on CPU, esp. with bf16
     channels_last: bool = setting(False, help="NHWC activations (faster on CPU, esp. with --amp bf16).")
-    #: weights (.safetensors) or a run checkpoint (.pt) to start from instead of random weights;
-    #: same cell and width, any channel count (see model.transfer_weights)
+    #: weights (.safetensors, or a model's name) or a run checkpoint (.pt) to start from instead of
+    #: random weights; same cell and width, any channel count (see model.transfer_weights)
     init_from: str | None = setting(None, path=True,
-                                    help="Start from these weights (.safetensors, run .pt); colour can start gray.")
+                                    help="Start from these weights (.safetensors, a model name, run .pt); colour can start gray.")
     #: gray levels; None = the task's default (DEFAULT_SIGMA)
     sigma_range: list[float] | None = setting(None, lo_hi=True,
                                               help="Noise std range LO:HI in gray levels (0..255), e.g. 0:75.")

@@ -294,8 +294,19 @@ def load_checkpoint(path: Path) -> dict:
         raise TrainError(f"checkpoint {path} cannot be read ({os_reason(e)})") from None
 
 
-def _start_from(rim: RIM, path: Path) -> None:
-    """Initialise `rim` from a weights file or a run checkpoint (fine-tuning)."""
+def init_file(init_from: str) -> Path:
+    """The file `init_from` names: a run checkpoint (.pt), a weights file, or a model's name
+    (`rim models`: bundled or exported), so a recipe can fine-tune a bundled model from any folder."""
+    if Path(init_from).suffix == ".pt":
+        return Path(init_from)
+    from .weights import model_file
+
+    return model_file(init_from)[0]
+
+
+def _start_from(rim: RIM, init_from: str) -> None:
+    """Initialise `rim` from a weights file, a model's name or a run checkpoint (fine-tuning)."""
+    path = init_file(init_from)
     if path.suffix == ".pt":
         ck = load_checkpoint(path)
         src = RIM(TrainConfig.from_dict(ck["config"]).model_config())
@@ -307,7 +318,7 @@ def _start_from(rim: RIM, path: Path) -> None:
     try:
         transfer_weights(src, rim)
     except ValueError as e:
-        raise TrainError(f"--init-from {path}: {e}") from None
+        raise TrainError(f"--init-from {init_from}: {e}") from None
 
 
 def git_commit() -> str | None:
@@ -469,7 +480,7 @@ def _build_model(cfg: TrainConfig, device: torch.device, dist: Dist, init_from: 
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     rim = RIM(cfg.model_config())
     if init_from:
-        _start_from(rim, Path(init_from))
+        _start_from(rim, init_from)
     rim = rim.to(device)
     if cfg.channels_last:
         rim = rim.to(memory_format=torch.channels_last)
@@ -512,7 +523,7 @@ def _run_meta(cfg: TrainConfig, command: str | None, train_files: list[Path], va
     elif cfg.init_from:  # which weights it started from, not just their path
         from .weights import sha256
 
-        meta["init_from_sha256"] = sha256(Path(cfg.init_from))
+        meta["init_from_sha256"] = sha256(init_file(cfg.init_from))
     return meta
 
 

@@ -186,10 +186,19 @@ def recorded_steps(name: str, entry: ModelEntry | None) -> int | None:
 
 def resolve(name_or_path: str) -> tuple[RIM, ModelEntry | None]:
     """A bundled model by manifest name, or any .safetensors file by path."""
+    path, entry = model_file(name_or_path)
+    if entry is None:
+        model = load_file(path)
+        return model, entry_from_file(path, model)
+    return load_file(path, entry.sha256), entry
+
+
+def model_file(name_or_path: str) -> tuple[Path, ModelEntry | None]:
+    """The file of a model given by manifest name (bundled first, then yours) with its entry, or a
+    .safetensors path as given (entry None)."""
     p = Path(name_or_path)
     if p.suffix == ".safetensors":  # a path: a missing file is reported by name, not as an unknown model
-        model = load_file(p)
-        return model, entry_from_file(p, model)
+        return p, None
     bundled, *others = model_folders()
     known: list[list[str]] = []
     for folder in (bundled, *others):
@@ -197,8 +206,7 @@ def resolve(name_or_path: str) -> tuple[RIM, ModelEntry | None]:
             continue  # the user folder exists only once something was exported there
         entries = read_manifest(folder)
         if name_or_path in entries:
-            entry = entries[name_or_path]
-            return load_file(folder / entry.file, entry.sha256), entry
+            return folder / entries[name_or_path].file, entries[name_or_path]
         known.append(sorted(entries))
     yours = f"; your models: {', '.join(known[1])}" if len(known) > 1 and known[1] else ""
     raise WeightsError(f"unknown model {name_or_path!r}; bundled models: {', '.join(known[0]) or 'none'}{yours}")
