@@ -16,6 +16,7 @@ from rimcli.operators import (
     LinearOperator,
     RandomProjection,
     as_sigma,
+    censored_residual,
     gaussian_kernel,
     load_kernel,
 )
@@ -68,6 +69,49 @@ def test_grad_is_autograd_gradient_of_gaussian_log_likelihood(name: str, op: Lin
     loglik = -(resid**2).sum(1) / (2 * (sigma**2 + eps))
     (expected,) = torch.autograd.grad(loglik.sum(), x)
     torch.testing.assert_close(op.grad(x.detach(), y, sigma, eps), expected, rtol=1e-9, atol=1e-9)
+
+
+def test_denoise_grad_is_autograd_gradient_of_the_clipped_likelihood() -> None:
+    """A noisy photo is clipped to [0, 1]: its 0s and 1s say only that x + n was beyond the bound
+    (log Phi), the other pixels are Gaussian observations."""
+    x = (0.5 + 0.6 * _rand(2, 3, 20, 28, seed=6)).clamp(0.01, 0.99).requires_grad_(True)
+    sigma = torch.tensor([0.1, 0.3], dtype=torch.float64)
+    eps = 1e-3
+    y = (x.detach() + _bcast4(sigma) * _rand(2, 3, 20, 28, seed=7)).clamp(0, 1)
+    assert 0.05 < float((y == 0).double().mean()) and 0.05 < float((y == 1).double().mean())
+    s = _bcast4((sigma**2 + eps).sqrt())
+    loglik = torch.where(y == 0, torch.special.log_ndtr(-x / s),
+                         torch.where(y == 1, torch.special.log_ndtr((x - 1) / s), -0.5 * ((y - x) / s) ** 2))
+    (expected,) = torch.autograd.grad(loglik.sum(), x)
+    torch.testing.assert_close(Denoise().grad(x.detach(), y, sigma, eps), expected, rtol=1e-9, atol=1e-9)
+
+
+def _bcast4(v: torch.Tensor) -> torch.Tensor:
+    return v.reshape(-1, 1, 1, 1)
+
+
+def test_censored_residual_limits_and_finite_backward() -> None:
+    ax = torch.tensor([-0.5, 0.0, 0.3, 0.9, 1.0, 1.5], requires_grad=True)
+    zeros, ones = torch.zeros(6), torch.ones(6)
+    # no noise: y - Ax, or 0 where Ax is already beyond the bound the pixel was clipped at
+    torch.testing.assert_close(censored_residual(zeros, ax, torch.tensor(0.0)), -ax.detach().clamp_min(0))
+    # far beyond the bound it was clipped at, a pixel no longer pulls: ~0; far inside: ~ y - Ax
+    r = censored_residual(zeros, ax, torch.tensor(0.01**2)).detach()
+    assert abs(float(r[0])) < 1e-6 and abs(float(r[3]) + 0.9) < 1e-3
+    r = censored_residual(ones, ax, torch.tensor(0.01**2)).detach()
+    assert abs(float(r[5])) < 1e-6 and abs(float(r[2]) - 0.7) < 1e-3
+    # values not at a bound (unclipped float measurements) keep the plain residual
+    y = torch.tensor([-0.2, 0.1, 0.5, 1.2, 0.7, 0.3])
+    torch.testing.assert_close(censored_residual(y, ax, torch.tensor(0.04)), y - ax.detach())
+    # every branch stays finite in backward, wherever Ax is
+    for var in (0.0, 1e-12, 0.04, 4.0):
+        (g,) = torch.autograd.grad(censored_residual(torch.cat([zeros[:3], ones[:3]]), ax, torch.tensor(var)).sum(), ax)
+        assert torch.isfinite(g).all(), var
+
+
+def test_only_denoising_treats_its_measurement_as_clipped() -> None:
+    assert Denoise.censored
+    assert not any(type(op).censored for _, op, _ in OPERATORS if not isinstance(op, Denoise))
 
 
 @pytest.mark.parametrize("channels", [1, 3])

@@ -223,6 +223,29 @@ def test_low_sigma_draws_that_fraction_of_noise_levels_from_0_to_5() -> None:
         TrainConfig.from_dict({"low_sigma": 1.5})
 
 
+def test_clip_fraction_stores_that_fraction_of_denoising_inputs_as_8_bit_files() -> None:
+    from rimcli.training import corrupt
+
+    x = torch.rand(2000, 1, 4, 4)
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    plain = corrupt(TrainConfig(sigma_range=[50.0, 50.0]), "denoise", x, g())[1]
+    for frac in (0.25, 1.0):
+        y = corrupt(TrainConfig(sigma_range=[50.0, 50.0], clip_fraction=frac), "denoise", x, g())[1]
+        as_file = ((y * 255).round() == y * 255).flatten(1).all(1) & (y >= 0).flatten(1).all(1) & (y <= 1).flatten(1).all(1)
+        assert as_file.float().mean().item() == pytest.approx(frac, abs=0.03)
+        # the same noise, only clipped and rounded: a file never differs by more than half a level
+        # from the float measurement clipped to [0, 1]
+        assert (y[as_file] - plain[as_file].clamp(0, 1)).abs().max().item() <= 0.5 / 255 + 1e-6
+        torch.testing.assert_close(y[~as_file], plain[~as_file])
+    # other tasks' measurements are not images a user stores: untouched
+    xs = torch.rand(4, 1, 12, 12)
+    sr = {"task": "superres", "sigma_range": [0.0, 0.0]}
+    torch.testing.assert_close(corrupt(TrainConfig(**sr, clip_fraction=1.0), "superres", xs, g())[1],
+                               corrupt(TrainConfig(**sr), "superres", xs, g())[1])
+    with pytest.raises(TrainError, match="clip_fraction"):
+        TrainConfig.from_dict({"clip_fraction": -0.1})
+
+
 def test_channels_last_training_matches_the_plain_layout(data_dir: Path, tmp_path: Path) -> None:
     """NHWC is a layout, not a different computation: the same run in either layout ends with
     the same weights up to float rounding."""

@@ -166,6 +166,10 @@ def restore(
         return Restored(out, [out] * steps if return_steps else None)
     s = s.cpu()
     probe, eps = sure_probe(y, s)
+    # SURE holds for Gaussian observations: pixels clipped to 0 or 1 (censored, see
+    # `censored_residual`) stay out of the probe and of the estimate, and follow the blend
+    gaussian = ((y > 0) & (y < 1)).to(y) if operator.censored else torch.ones_like(y)
+    probe = probe * gaussian
     resolve_precision(precision, resolve_device(device))  # a bad choice still fails as it would unguarded
     # always fp32: the probe (a tenth of sigma, ~1e-4) is below bf16's resolution near 0.5 (~4e-3),
     # so half precision would blur the divergence estimate the blend rests on
@@ -173,7 +177,7 @@ def restore(
                     tile, tile_overlap, device, "fp32", on_tile)  # the probe run rides in the same batch
 
     def blend(x: torch.Tensor) -> torch.Tensor:
-        return sure_blend(y, *x.chunk(2), probe, eps, s, min_gain=out_step**2 / 12)[0]
+        return sure_blend(y, *x.chunk(2), probe, eps, s, min_gain=out_step**2 / 12, mask=gaussian)[0]
 
     return Restored(blend(both.image), [blend(x) for x in both.steps] if both.steps is not None else None)
 
@@ -246,6 +250,7 @@ def sure_blend(
     y: torch.Tensor, f_y: torch.Tensor, f_probe: torch.Tensor, probe: torch.Tensor, eps: torch.Tensor,
     sigma: torch.Tensor,
     min_gain: float = 0.0,
+    mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Blend y + a (f(y) - y) per image with the a in [0, 1] that minimises Stein's unbiased risk
     estimate of the MSE, for y = x + n with n ~ N(0, sigma^2) (0..1 scale, one sigma per image).
@@ -255,14 +260,16 @@ def sure_blend(
     expectation the result is never worse than the input, nor than f(y) when a = 1 is best: a
     denoiser that over-smooths a lightly noisy photo is pulled back towards it. An image whose
     predicted MSE drop, SURE(0) - SURE(a) per pixel, is not above `min_gain` keeps a = 0. Returns
-    the blend, clipped to [0, 1] (which only brings it nearer any image in that range), and a."""
+    the blend, clipped to [0, 1] (which only brings it nearer any image in that range), and a.
+    With a 0/1 `mask`, the risk is estimated on the pixels it marks (the probe must be 0 elsewhere)."""
     dims = tuple(range(1, y.ndim))
-    n = y[0].numel()
+    m = torch.ones_like(y) if mask is None else mask
+    n = m.sum(dims)
     div = (probe * (f_probe - f_y) / eps).sum(dims)
     r = f_y - y
-    rr = (r * r).sum(dims)
+    rr = (r * r * m).sum(dims)
     s2 = sigma.to(y) ** 2
     a = (s2 * (n - div) / rr.clamp_min(1e-30)).clamp(0.0, 1.0)
-    gain = (2 * a * s2 * (n - div) - a * a * rr) / n
+    gain = (2 * a * s2 * (n - div) - a * a * rr) / n.clamp_min(1)
     a = torch.where(gain > min_gain, a, torch.zeros_like(a))
     return (y + _bcast(a, y.ndim) * r).clamp(0.0, 1.0), a

@@ -38,6 +38,28 @@ def _bcast(v: torch.Tensor, ndim: int) -> torch.Tensor:
     return v.reshape(-1, *([1] * (ndim - 1)))
 
 
+_SQRT_HALF_PI = math.sqrt(math.pi / 2)
+
+
+def censored_residual(y: torch.Tensor, ax: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+    """var * d/d(Ax) log p(y | Ax) for y = clip(Ax + n, 0, 1), n ~ N(0, var): where 0 < y < 1
+    the Gaussian residual y - Ax; where y is 0 (or 1) the measurement says only that Ax + n was
+    at or below 0 (at or above 1): the score of that censored (Tobit) likelihood, log Phi(-Ax / s)
+    (log Phi((Ax - 1) / s)), written with erfcx so that it stays finite for any s > 0.
+    It tends to y - Ax when Ax is far inside the range and to 0 when Ax is beyond the bound:
+    a clipped pixel no longer pulls a dark or bright estimate towards the clip value.
+    Unclipped float measurements (exact 0 or 1 almost never occur) get the plain residual."""
+    s = var.sqrt().clamp_min(1e-12)
+
+    def score(t: torch.Tensor) -> torch.Tensor:
+        # s * phi(t) / Phi(-t) = s / (sqrt(pi/2) erfcx(t / sqrt 2)), t = Ax's distance inside the
+        # bound in stds; 5 stds beyond it the score is ~1e-6 s, and the clamp keeps erfcx and its
+        # derivative finite (torch.where's backward multiplies the discarded branch by 0)
+        return s / (_SQRT_HALF_PI * torch.special.erfcx(t.clamp_min(-5.0) * math.sqrt(0.5)))
+
+    return torch.where(y == 0, -score(ax / s), torch.where(y == 1, score((1 - ax) / s), y - ax))
+
+
 class LinearOperator:
     """A linear forward model. Subclasses define `A`, `x_shape` and, where cheap, a closed-form
     `A_adjoint`; otherwise the adjoint comes from autograd (`A_adjoint_autograd`)."""
@@ -48,6 +70,8 @@ class LinearOperator:
     #: how far (image pixels) A reaches beyond a measurement pixel's own footprint; None =
     #: unknown. Tiling uses it to size an overlap that makes tiled results exact.
     reach: int | None = None
+    #: the measurement is an image clipped to [0, 1], as a file stores it (see `censored_residual`)
+    censored: bool = False
 
     def grad_depth(self, depth: int) -> int | None:
         """How deep (image pixels from a tile's cut edge) `grad` is wrong when x is wrong up to
@@ -81,11 +105,14 @@ class LinearOperator:
         return g
 
     def grad(self, x: torch.Tensor, y: torch.Tensor, sigma: SigmaLike, eps: torch.Tensor | float = 0.0) -> torch.Tensor:
-        """Gradient of the Gaussian log-likelihood: A^T (y - A x) / (sigma^2 + eps)."""
+        """Gradient of the log-likelihood: A^T (y - A x) / (sigma^2 + eps) for Gaussian noise; with
+        `censored`, measurements at exactly 0 or 1 enter through `censored_residual` instead."""
         if not isinstance(sigma, torch.Tensor):  # a tensor (from unroll) is used as is: no check, no sync
             sigma = as_sigma(sigma, x.shape[0], x)
-        residual = y - self.A(x)
-        return self.A_adjoint(residual) / _bcast(sigma**2 + eps, x.ndim)
+        var = _bcast(sigma**2 + eps, x.ndim)
+        ax = self.A(x)
+        residual = censored_residual(y, ax, var) if self.censored else y - ax
+        return self.A_adjoint(residual) / var
 
     def measure(self, x: torch.Tensor, sigma: SigmaLike, generator: torch.Generator | None = None) -> torch.Tensor:
         """Simulate y = A x + n with n ~ N(0, sigma^2), drawing noise from `generator`."""
@@ -110,6 +137,7 @@ class Denoise(LinearOperator):
 
     name = "denoise"
     reach = 0
+    censored = True  # a noisy photo comes clipped to [0, 1]
 
     def A(self, x: torch.Tensor) -> torch.Tensor:
         return x

@@ -68,6 +68,9 @@ class TrainConfig:
     #: fraction of samples whose noise std is drawn from [0, LOW_SIGMA] instead of sigma_range, so
     #: that clean and lightly noisy inputs are seen often enough to be left alone
     low_sigma: float = setting(0.0, help=f"Fraction of samples with noise std in 0..{LOW_SIGMA:g} gray levels.")
+    #: fraction of denoising samples stored as a file stores a photo (clipped to 0..255 and rounded),
+    #: so that the cell learns the censored likelihood of clipped pixels (operators.censored_residual)
+    clip_fraction: float = setting(0.0, help="Fraction of noisy denoising inputs clipped and rounded as 8-bit files.")
     #: NHWC activations: faster oneDNN convolutions on CPU, esp. with bf16
     channels_last: bool = setting(False, help="NHWC activations (faster on CPU, esp. with --amp bf16).")
     #: weights (.safetensors, or a model's name) or a run checkpoint (.pt) to start from instead of
@@ -135,6 +138,8 @@ class TrainConfig:
             raise TrainError("sigma_range must be lo:hi with 0 <= lo <= hi")
         if not 0.0 <= self.low_sigma <= 1.0:
             raise TrainError("low_sigma must be a fraction in [0, 1]")
+        if not 0.0 <= self.clip_fraction <= 1.0:
+            raise TrainError("clip_fraction must be a fraction in [0, 1]")
         if "cs" in tasks and self.patch % CS_BLOCK:
             raise TrainError(f"cs training needs a patch size that is a multiple of {CS_BLOCK}")
         if "superres" in tasks and any(self.patch % s for s in self.scales):

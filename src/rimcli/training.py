@@ -153,7 +153,15 @@ def corrupt(
         sigma = torch.where(low, _uniform(0.0, min(LOW_SIGMA, hi), x.shape[0], g), sigma)
     sigma = sigma / GRAY_LEVELS
     y = stored_measurement(task, op.measure(x, sigma, g))  # LR images come as 8-bit files
+    if task == "denoise" and cfg.clip_fraction > 0:  # drawn only then: older runs keep their stream
+        as_file = (torch.rand(x.shape[0], generator=g) < cfg.clip_fraction).to(y.device)
+        y = torch.where(as_file.reshape(-1, *[1] * (y.ndim - 1)), as_8bit(y), y)
     return op, y, sigma
+
+
+def as_8bit(y: torch.Tensor) -> torch.Tensor:
+    """A measurement as an 8-bit file holds it: clipped to [0, 1] and rounded to 1/255."""
+    return (y.clamp(0, 1) * GRAY_LEVELS).round() / GRAY_LEVELS
 
 
 # ---------------------------------------------------------------- model / loss
