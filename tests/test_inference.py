@@ -279,6 +279,25 @@ def test_a_blend_that_cannot_pay_for_its_rounding_is_not_made() -> None:
     assert float(a_kept) == float(a) and float(a_dropped) == 0 and torch.equal(dropped, y.clamp(0, 1))
 
 
+def test_a_masked_blend_is_the_blend_estimated_on_the_marked_pixels_alone() -> None:
+    """Clipped pixels are not Gaussian observations: SURE is estimated on the others (their probe
+    is 0), and the clipped ones follow the blend found there."""
+    sigma = torch.full((1,), 5 / 255)
+    x = _photo_like((1, 1, 64, 64))
+    y = x + sigma * torch.randn(x.shape, generator=torch.Generator().manual_seed(4))
+    probe, eps = inference.sure_probe(y, sigma)
+    mask = torch.zeros_like(y)
+    mask[..., :32, :] = 1
+    probe = probe * mask
+    f_y, f_p = _box3(y), _box3(y + eps * probe)
+    out, a = inference.sure_blend(y, f_y, f_p, probe, eps, sigma, mask=mask)
+    top = (..., slice(0, 32), slice(None))
+    _, a_top = inference.sure_blend(y[top], f_y[top], f_p[top], probe[top], eps, sigma)
+    torch.testing.assert_close(a, a_top)
+    assert 0 < float(a) < 1
+    torch.testing.assert_close(out, (y + a * (f_y - y)).clamp(0, 1))
+
+
 def test_the_guarded_run_is_always_full_precision(monkeypatch: pytest.MonkeyPatch) -> None:
     """The divergence probe is a tenth of sigma, below bf16's resolution: a half-precision request
     still runs the guarded (low-noise) denoise in fp32, while a bad request fails as it would unguarded."""
