@@ -6,6 +6,10 @@ Reads every results.json under the folder (written by `rim benchmark --out`) and
 each bundled model whose sha256 the report names, its PSNR/SSIM per dataset and setting under
 `metrics.benchmarks`, plus a one-line `metrics.headline` for `rim models`. Figures of a file
 with another sha256 are never attached: they were measured on different weights.
+
+A model the folder names gets exactly the figures found there (older ones may belong to weights
+it replaced), so give it every section of that model at once: after re-running some sections,
+point it at a folder holding those and the untouched ones (copies are fine).
 """
 
 from __future__ import annotations
