@@ -29,7 +29,9 @@ import torch
 from rimcli.api import load_model
 from rimcli.inference import restore
 from rimcli.io import GRAY_LEVELS
+from rimcli.metrics import psnr_batch
 from rimcli.operators import Denoise
+from rimcli.tasks import as_8bit
 from rimcli.training import TrainConfig, _split, list_images, load_images
 
 
@@ -51,8 +53,7 @@ def image_set(name: str, data: str, channels: int, count: int, val_split: int) -
 
 
 def psnr(out: torch.Tensor, clean: torch.Tensor) -> float:
-    out = torch.round(out * GRAY_LEVELS) / GRAY_LEVELS  # as the saved file holds it
-    return float(10 * torch.log10(1 / ((out - clean) ** 2).mean()))
+    return float(psnr_batch(as_8bit(out), clean))  # as the saved file holds it
 
 
 def main() -> None:
@@ -80,7 +81,7 @@ def main() -> None:
             for clean in images:
                 x = clean.unsqueeze(0)
                 noisy = x + (sigma / GRAY_LEVELS) * torch.randn(x.shape, generator=g)
-                y = (noisy.clamp(0, 1) * GRAY_LEVELS).round() / GRAY_LEVELS
+                y = as_8bit(noisy)
                 res["clipped"].append(float(((y == 0) | (y == 1)).float().mean()))
                 for key, op in (("gaussian", GaussianDenoise()), ("censored", Denoise())):
                     res[key].append(psnr(restore(y, op, sigma / GRAY_LEVELS, lm.net, steps).image, x))

@@ -130,6 +130,11 @@ def stored_measurement(task: str, y: torch.Tensor) -> torch.Tensor:
     return (y * GRAY_LEVELS).round() / GRAY_LEVELS if task == "superres" else y
 
 
+def as_8bit(y: torch.Tensor) -> torch.Tensor:
+    """A noisy image as an 8-bit file holds it: clipped to [0, 1] and rounded to 1/255."""
+    return (y.clamp(0, 1) * GRAY_LEVELS).round() / GRAY_LEVELS
+
+
 # --------------------------------------------------------------------------- channels
 
 

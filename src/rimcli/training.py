@@ -29,10 +29,11 @@ from .inference import resolve_device, unroll
 from .io import EXTENSIONS, GRAY_LEVELS, read_image, to_float, write_bytes
 from .metrics import psnr_batch, sr_psnr
 from .model import RIM, transfer_weights
-from .operators import LinearOperator
+from .operators import LinearOperator, _bcast
 from .runtime import tune_allocator
 from .tasks import (
     DENOISE_TEST_SIGMAS,
+    as_8bit,
     crop_multiple,
     cs_operator,
     deblur_operator,
@@ -155,13 +156,8 @@ def corrupt(
     y = stored_measurement(task, op.measure(x, sigma, g))  # LR images come as 8-bit files
     if task == "denoise" and cfg.clip_fraction > 0:  # drawn only then: older runs keep their stream
         as_file = (torch.rand(x.shape[0], generator=g) < cfg.clip_fraction).to(y.device)
-        y = torch.where(as_file.reshape(-1, *[1] * (y.ndim - 1)), as_8bit(y), y)
+        y = torch.where(_bcast(as_file, y.ndim), as_8bit(y), y)
     return op, y, sigma
-
-
-def as_8bit(y: torch.Tensor) -> torch.Tensor:
-    """A measurement as an 8-bit file holds it: clipped to [0, 1] and rounded to 1/255."""
-    return (y.clamp(0, 1) * GRAY_LEVELS).round() / GRAY_LEVELS
 
 
 # ---------------------------------------------------------------- model / loss
