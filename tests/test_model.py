@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rimcli.inference import unroll
-from rimcli.model import ARCHS, RIM, RIMConfig
+from rimcli.model import ARCHS, RIM, ConvGRU, RIMConfig
 from rimcli.operators import Denoise, Downsample
 
 
@@ -113,6 +113,18 @@ def test_step_returns_update_and_state_of_the_right_shapes(arch: str, channels: 
     delta, new_state = model(x, torch.randn_like(x), state)
     assert delta.shape == x.shape
     assert [s.shape for s in new_state] == [s.shape for s in state]
+
+
+@pytest.mark.parametrize("kernel", [1, 3])
+def test_conv_gru_is_the_textbook_gru(kernel: int) -> None:
+    """z, r = sigmoid(W [x, h]); n = tanh(W_x x + r * W_h h); h' = (1 - z) n + z h (the fused kernels
+    compute exactly this, to float rounding)."""
+    torch.manual_seed(0)
+    gru = ConvGRU(3, 5, kernel)
+    x, h = torch.randn(2, 3, 6, 7), torch.randn(2, 5, 6, 7)
+    z, r = torch.sigmoid(gru.gates(torch.cat([x, h], 1))).chunk(2, 1)
+    n = torch.tanh(gru.cand_x(x) + r * gru.cand_h(h))
+    torch.testing.assert_close(gru(x, h), (1 - z) * n + z * h, rtol=0, atol=1e-6)
 
 
 def test_eps_is_positive_trainable_and_starts_at_eps_init() -> None:

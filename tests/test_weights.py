@@ -6,6 +6,7 @@ import json
 import pickle
 import shutil
 import struct
+import sys
 from pathlib import Path
 
 import pytest
@@ -207,3 +208,24 @@ def test_recorded_steps_of_a_file(tmp_path: Path, metadata: dict, steps: int | N
 def test_recorded_steps_of_a_bundled_model(tiny_weights: Path) -> None:
     _, entry = resolve("rim-gray-denoise")
     assert weights.recorded_steps("rim-gray-denoise", entry) == entry.default_steps == 3
+
+
+def test_set_default_steps_rewrites_the_file_and_its_entry(weights_copy: Path) -> None:
+    """scripts/set_default_steps.py: the file and the manifest agree on the new steps and sha256,
+    the weights are untouched, and figures measured at the old steps are dropped."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from set_default_steps import set_default_steps
+
+    entries = read_manifest(weights_copy)
+    entries["rim-sr"].metrics = {"validation": {"psnr_at_horizon": 30.0}, "benchmarks": {"set5": {}}, "headline": "x"}
+    weights.write_manifest(entries, weights_copy)
+    before = _outputs(resolve("rim-sr")[0])
+    entry = set_default_steps(weights_copy, "rim-sr", 2, "two steps")
+    after = read_manifest(weights_copy)["rim-sr"]
+    assert entry.sha256 == weights.sha256(weights_copy / "rim-sr.safetensors") == after.sha256
+    meta = weights.file_metadata(weights_copy / "rim-sr.safetensors")
+    assert (meta["default_steps"], meta["description"], after.default_steps) == (2, "two steps", 2)
+    assert after.metrics == {"validation": {"psnr_at_horizon": 30.0}}
+    model, resolved = resolve("rim-sr")
+    torch.testing.assert_close(_outputs(model), before, rtol=0, atol=0)
+    assert weights.recorded_steps("rim-sr", resolved) == 2
