@@ -109,9 +109,10 @@ def test_censored_residual_limits_and_finite_backward() -> None:
         assert torch.isfinite(g).all(), var
 
 
-def test_only_denoising_treats_its_measurement_as_clipped() -> None:
-    assert Denoise.censored
-    assert not any(type(op).censored for _, op, _ in OPERATORS if not isinstance(op, Denoise))
+def test_denoising_and_deblurring_treat_their_measurement_as_clipped() -> None:
+    """Photos (noisy or blurred) come clipped to [0, 1]; LR files (sigma ~0) and projections do not."""
+    assert Denoise.censored and Blur.censored
+    assert not any(type(op).censored for _, op, _ in OPERATORS if not isinstance(op, Denoise | Blur))
 
 
 @pytest.mark.parametrize("channels", [1, 3])
