@@ -78,6 +78,7 @@ def main() -> None:
     print(f"{lm.name}, {steps} steps, {task}; mean PSNR (dB) of 8-bit outputs")
     print("| images | sigma | clipped pixels | Gaussian | censored | gain | worst image | best image |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    ops = {key: operator(a.blur, key == "censored") for key in ("gaussian", "censored")}
     for set_name in a.sets.split(","):
         images = image_set(set_name, a.data, a.channels, a.count, a.val_split)
         for sigma in (float(s) for s in a.sigmas.split(",")):
@@ -85,10 +86,9 @@ def main() -> None:
             res: dict[str, list[float]] = {"gaussian": [], "censored": [], "clipped": []}
             for clean in images:
                 x = clean.unsqueeze(0)
-                y = as_8bit(operator(a.blur, True).A(x) + (sigma / GRAY_LEVELS) * torch.randn(x.shape, generator=g))
+                y = as_8bit(ops["censored"].A(x) + (sigma / GRAY_LEVELS) * torch.randn(x.shape, generator=g))
                 res["clipped"].append(float(((y == 0) | (y == 1)).float().mean()))
-                for key in ("gaussian", "censored"):
-                    op = operator(a.blur, key == "censored")
+                for key, op in ops.items():
                     res[key].append(psnr(restore(y, op, sigma / GRAY_LEVELS, lm.net, steps).image, x))
             gain = np.subtract(res["censored"], res["gaussian"])
             row = {"images": set_name, "sigma": sigma, "clipped": float(np.mean(res["clipped"])),
