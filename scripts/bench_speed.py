@@ -34,7 +34,7 @@ from rimcli import baselines
 from rimcli.api import DEFAULT_STEPS
 from rimcli.benchmark import add_noise, machine_info
 from rimcli.inference import resolve_device, restore
-from rimcli.model import count_macs
+from rimcli.model import unroll_macs
 from rimcli.operators import Denoise
 from rimcli.weights import default_model, recorded_steps, resolve
 
@@ -103,7 +103,7 @@ def cpu_table(args: argparse.Namespace) -> list[dict]:
         steps = args.steps or recorded_steps(name, entry) or DEFAULT_STEPS
         sec = median_seconds(lambda m=model, y=y, s=steps: restore(y, Denoise(), SIGMA / 255, m, s, device="cpu"),
                              args.repeats, dev)
-        gflop = 2 * count_macs(model, *clean.shape[:2]) * steps / 1e9
+        gflop = 2 * unroll_macs(model, *clean.shape[:2], steps) / 1e9
         rows.append({"image": kind, "method": "RIM, default steps", "seconds": sec, "gflop": gflop,
                      "detail": f"{name}: T={steps}, {model.num_parameters():,} params"})
         for b in args.baselines:

@@ -109,10 +109,11 @@ def test_default_architecture_has_90306_parameters() -> None:
 def test_step_returns_update_and_state_of_the_right_shapes(arch: str, channels: int, hw: tuple[int, int]) -> None:
     model = RIM(RIMConfig(channels=channels, hidden=8, arch=arch))
     x = torch.rand(2, channels, *hw)
-    state = model.init_state(x)
-    delta, new_state = model(x, torch.randn_like(x), state)
-    assert delta.shape == x.shape
-    assert [s.shape for s in new_state] == [s.shape for s in state]
+    state = model.zero_state(x)
+    for first in (model.init_state(x), state):
+        delta, new_state = model(x, torch.randn_like(x), first)
+        assert delta.shape == x.shape
+        assert [s.shape for s in new_state] == [s.shape for s in state]
 
 
 @pytest.mark.parametrize("kernel", [1, 3])
@@ -125,6 +126,30 @@ def test_conv_gru_is_the_textbook_gru(kernel: int) -> None:
     z, r = torch.sigmoid(gru.gates(torch.cat([x, h], 1))).chunk(2, 1)
     n = torch.tanh(gru.cand_x(x) + r * gru.cand_h(h))
     torch.testing.assert_close(gru(x, h), (1 - z) * n + z * h, rtol=0, atol=1e-6)
+    # a state of None is the zero state, computed without the weights on h
+    torch.testing.assert_close(gru(x, None), gru(x, torch.zeros_like(h)), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_the_first_step_skips_the_zero_state_and_computes_the_same(arch: str) -> None:
+    """init_state is None per state (the GRUs skip it): the update and the next state equal those
+    from explicit zeros, and the step costs less (hand count: 1x1 GRUs keep their z gate and x candidate)."""
+    from rimcli.model import count_macs, unroll_macs
+
+    torch.manual_seed(0)
+    model = RIM(RIMConfig(channels=3, hidden=8, arch=arch))
+    x, g = torch.rand(2, 3, 15, 17), torch.randn(2, 3, 15, 17)
+    with torch.no_grad():
+        d0, s0 = model(x, g, model.init_state(x))
+        d1, s1 = model(x, g, model.zero_state(x))
+    torch.testing.assert_close(d0, d1, rtol=0, atol=1e-6)
+    for a, b in zip(s0, s1, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    if arch == "rim":
+        f, h, w = 8, 12, 10
+        per_pixel = 25 * 6 * f + 9 * f * f + 2 * (f * f + f * f) + 9 * f * 3
+        assert count_macs(model, h, w, first=True) == per_pixel * h * w
+        assert unroll_macs(model, h, w, 4) == per_pixel * h * w + 3 * count_macs(model, h, w)
 
 
 def test_eps_is_positive_trainable_and_starts_at_eps_init() -> None:
@@ -141,7 +166,7 @@ def test_gdn_ignores_the_current_estimate() -> None:
     model = RIM(RIMConfig(hidden=8, arch="gdn"))
     x = torch.rand(1, 1, 12, 12)
     grad = torch.randn_like(x)
-    state = [torch.randn_like(s) for s in model.init_state(x)]
+    state = [torch.randn_like(s) for s in model.zero_state(x)]
     a, _ = model(x, grad, state)
     b, _ = model(torch.rand_like(x), grad, state)
     torch.testing.assert_close(a, b, rtol=0, atol=0)
@@ -171,7 +196,7 @@ def test_recurrent_state_changes_the_output(arch: str) -> None:
     x = torch.rand(1, 1, 12, 12)
     grad = torch.randn_like(x)
     zero = model.init_state(x)
-    other = [torch.randn_like(s) for s in zero]
+    other = [torch.randn_like(s) for s in model.zero_state(x)]
     assert not torch.allclose(model(x, grad, zero)[0], model(x, grad, other)[0])
 
 

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, fields
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 ARCHS = ("rim", "gdn", "ffn", "paper", "msrim")
 #: the noise-level input map is sigma (0..1 scale) times this: about 1 at sigma 50 gray levels
@@ -82,11 +83,19 @@ class ConvGRU(nn.Module):
         nn.init.zeros_(self.gates.bias)
         nn.init.zeros_(self.cand_x.bias)
 
-    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, h: torch.Tensor | None) -> torch.Tensor:
+        if h is None:  # zero state (the first step): r and every weight on h drop out, 2/3 of the MACs
+            return self._from_zero(x)
         z, r = torch.sigmoid(self.gates(torch.cat([x, h], 1))).chunk(2, 1)
         # (1 - z) n + z h, with fused kernels: a third of the cell's elementwise passes (6% of a CPU restore)
         n = torch.tanh(torch.addcmul(self.cand_x(x), r, self.cand_h(h)))
         return torch.lerp(n, h, z)
+
+    def _from_zero(self, x: torch.Tensor) -> torch.Tensor:
+        g = self.gates
+        z = torch.sigmoid(F.conv2d(x, g.weight[: self.hidden, : x.shape[1]], g.bias[: self.hidden], padding=g.padding))
+        n = torch.tanh(self.cand_x(x))
+        return n - z * n  # (1 - z) n + z 0
 
 
 def _input_features(x: torch.Tensor, grad: torch.Tensor, with_estimate: bool,
@@ -243,7 +252,12 @@ class RIM(nn.Module):
     def eps(self) -> torch.Tensor:
         return F.softplus(self.phi)
 
-    def init_state(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def init_state(self, x: torch.Tensor) -> list[torch.Tensor | None]:
+        """The first step's state: zero, given as None so that the GRUs skip the work on it."""
+        return [None] * len(self.cell.state_shapes(x.shape[-2], x.shape[-1]))
+
+    def zero_state(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The same zero state as tensors (what a later step's state looks like)."""
         b = x.shape[0]
         return [x.new_zeros(b, *s) for s in self.cell.state_shapes(x.shape[-2], x.shape[-1])]
 
@@ -288,23 +302,18 @@ def transfer_weights(src: RIM, dst: RIM) -> None:
     dst.load_state_dict(state)
 
 
-def count_macs(model: RIM, height: int = 64, width: int = 64) -> int:
+def count_macs(model: RIM, height: int = 64, width: int = 64, first: bool = False) -> int:
     """Multiply-accumulates of one RIM step (the cell's convolutions) on one height x width image,
-    counted by running it; gates, activations and the operator are left out (a few percent)."""
-    total = 0
+    counted by running it; gates, activations and the operator are left out (a few percent).
+    `first`: the first step, whose zero state the GRUs skip (see `unroll_macs`)."""
+    x = torch.full((1, model.config.channels, height, width), 0.5)
+    state = model.init_state(x) if first else model.zero_state(x)
+    # counted at the aten level, so a convolution called functionally (the zero-state GRU) counts too
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x, torch.zeros_like(x), state, torch.zeros(1))
+    return counter.get_total_flops() // 2  # 2 FLOPs per multiply-accumulate
 
-    def hook(conv: nn.Conv2d, _inputs: tuple, out: torch.Tensor) -> None:
-        nonlocal total
-        k = conv.kernel_size[0] * conv.kernel_size[1]
-        total += out[0].numel() * (conv.in_channels // conv.groups) * k
 
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)]
-    handles = [m.register_forward_hook(hook) for m in convs]
-    try:
-        x = torch.full((1, model.config.channels, height, width), 0.5)
-        with torch.no_grad():
-            model(x, torch.zeros_like(x), model.init_state(x), torch.zeros(1))
-    finally:
-        for h in handles:
-            h.remove()
-    return total
+def unroll_macs(model: RIM, height: int, width: int, steps: int) -> int:
+    """Multiply-accumulates of `steps` RIM steps: the cheaper first step, then full ones."""
+    return count_macs(model, height, width, first=True) + (steps - 1) * count_macs(model, height, width)

@@ -162,8 +162,8 @@ class TrainConfig:
         return asdict(self)
 
     def flops_per_iteration(self) -> float:
-        """Training FLOPs of one iteration: the cell's MACs (model.count_macs) x 2 FLOPs per MAC
-        x 3 (forward + backward) x T steps x batch; operators and the loss are not counted."""
-        from .model import RIM, count_macs
+        """Training FLOPs of one iteration: the cell's MACs over T steps (model.unroll_macs) x 2 FLOPs
+        per MAC x 3 (forward + backward) x batch; operators and the loss are not counted."""
+        from .model import RIM, unroll_macs
 
-        return 2 * 3 * count_macs(RIM(self.model_config()), self.patch, self.patch) * self.steps * self.batch
+        return 2 * 3 * unroll_macs(RIM(self.model_config()), self.patch, self.patch, self.steps) * self.batch

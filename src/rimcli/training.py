@@ -492,7 +492,9 @@ def _build_model(cfg: TrainConfig, device: torch.device, dist: Dist, init_from: 
         rim.cell.compile()  # in place: state_dict keys stay unprefixed
     net: nn.Module = Unrolled(rim)
     if dist.world > 1:
-        net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+        # one step never reaches the GRUs' weights on the state (it starts at zero and is skipped)
+        net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None,
+                                                  find_unused_parameters=cfg.steps == 1)
     return rim, net
 
 
