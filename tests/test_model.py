@@ -255,6 +255,11 @@ def test_mac_count_matches_the_layers_by_hand() -> None:
     # the multi-scale cell spends about the same per pixel at each of its three resolutions
     ms = count_macs(RIM(RIMConfig(hidden=f, arch="msrim")), 16, 16) / 256
     assert 0.5 < ms / count_macs(RIM(RIMConfig(hidden=f)), 16, 16) * 256 < 8
+    # the paper's cell on 16x16: its transposed conv costs per input (8x8) pixel, as it runs
+    half = 8 * 8
+    paper = (half * f * 2 * 9 + half * (5 * f * 8 * f + f * 4 * f + 4 * f * 4 * f) * 9 + half * 4 * f * f * 9
+             + 256 * f * 9)
+    assert count_macs(RIM(RIMConfig(hidden=f, arch="paper")), 16, 16) == paper
 
 
 @pytest.mark.parametrize("arch", ARCHS)
