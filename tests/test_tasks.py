@@ -70,6 +70,8 @@ def test_sigma_conventions() -> None:
     assert benchmark.DEFAULT_SIGMAS == tasks.DENOISE_TEST_SIGMAS == (15.0, 25.0, 50.0)
     labels = [label for label, _ in training.validation_set(training.TrainConfig(task="denoise"))]
     assert labels == ["denoise_s15", "denoise_s25", "denoise_s50"]  # the run logs' keys
+    clipped = [label for label, _ in training.validation_set(training.TrainConfig(task="denoise", clip_fraction=0.5))]
+    assert clipped == labels + ["denoise_s15_8bit", "denoise_s25_8bit", "denoise_s50_8bit"]
 
 
 def test_scales_inference_and_training() -> None:

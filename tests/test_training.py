@@ -55,6 +55,27 @@ def test_validation_psnr_rises(data_dir: Path, tmp_path: Path) -> None:
     assert (run / "best.pt").is_file() and (run / "last.pt").is_file()
 
 
+def test_a_run_on_8bit_inputs_is_validated_on_them_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    import rimcli.training as training
+    from rimcli.model import RIM
+
+    seen = {}
+
+    def spy(model, y, op, sigma, steps, **kw):
+        seen[round(sigma * 255)] = seen.get(round(sigma * 255), []) + [y.clone()]
+        return [y] * steps
+
+    monkeypatch.setattr(training, "unroll", spy)
+    cfg = TrainConfig(task="denoise", channels=1, hidden=8, steps=2, clip_fraction=0.5)
+    x = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    curves = training.validate(RIM(cfg.model_config()), cfg, x, torch.device("cpu"))
+    assert set(curves) == {f"denoise_s{s}{tag}" for s in (15, 25, 50) for tag in ("", "_8bit")}
+    for sigma, (plain, stored) in seen.items():  # the same noise, then clipped and rounded as a file is
+        assert plain.min() < 0 or plain.max() > 1, sigma
+        torch.testing.assert_close(stored, (plain.clamp(0, 1) * 255).round() / 255, rtol=0, atol=0)
+    assert curves["denoise_s50_8bit"] != curves["denoise_s50"]
+
+
 class _Stop(Exception):
     pass
 

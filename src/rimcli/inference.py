@@ -199,6 +199,8 @@ def _restore(
     dev = resolve_device(device)
     amp = resolve_precision(precision, dev)
     model = model.to(dev).eval()
+    if dev.type == "cpu":  # NHWC: oneDNN runs the GRUs' 1x1 convs 1.6x faster (a restore 5-8% faster)
+        model = model.to(memory_format=torch.channels_last)
     operator = operator.to(dev)
     y = y.to(dev, torch.float32)
     s = as_sigma(sigma, y.shape[0], y)

@@ -204,6 +204,9 @@ def validation_set(cfg: TrainConfig) -> list[tuple[str, dict]]:
     for task in cfg.tasks():
         if task == "denoise":
             sets += [(f"denoise_s{s:g}", {"task": task, "sigma": s}) for s in DENOISE_TEST_SIGMAS]
+            if cfg.clip_fraction > 0:  # a run that trains on 8-bit files is picked on them too
+                sets += [(f"denoise_s{s:g}_8bit", {"task": task, "sigma": s, "as_8bit": True})
+                         for s in DENOISE_TEST_SIGMAS]
         elif task == "superres":
             sets += [(f"sr_x{s}", {"task": task, "scale": s}) for s in cfg.scales]
         elif task == "deblur":
@@ -252,7 +255,8 @@ def validate(model: RIM, cfg: TrainConfig, x: torch.Tensor, device: torch.device
     for label, s in validation_set(cfg):
         op, sigma = _val_operator(s, x.shape[0])
         g = torch.Generator().manual_seed(4321)
-        y = stored_measurement(s["task"], op.measure(x, sigma / GRAY_LEVELS, g))
+        y = op.measure(x, sigma / GRAY_LEVELS, g)
+        y = as_8bit(y) if s.get("as_8bit") else stored_measurement(s["task"], y)
         xs = unroll(model, y.to(device), op.to(device), sigma / GRAY_LEVELS, 2 * cfg.steps)
         out[label] = [val_psnr(s, xt, x) for xt in xs]
     model.train()
