@@ -37,6 +37,10 @@ Protocols (each table states its variant):
   clean image on [0,1], image i drawing from `numpy.random.default_rng(seed + i)` (seed 0), not
   quantised unless stated; every method gets the identical noisy image; outputs rounded to uint8;
   PSNR (peak 255, whole image) and SSIM (Wang et al., valid region), means over images.
+- Deblurring (`rim benchmark cbsd68 --blur B`): the clean image blurred by a Gaussian of std B pixels
+  (kernel ±3 std, reflected borders: the operator the RIM is given), then noised and scored as in
+  denoising (noise sigma 2 unless stated). BM3D deblurring and scikit-image's unsupervised Wiener
+  filter get the same image, reflected outwards against their circular convolution.
 - Super-resolution (Set5, Set14, BSD100): the datasets' MATLAB-bicubic LR files; Y of MATLAB
   `rgb2ycbcr` rounded to uint8 (Huang et al.), `scale` pixels shaved per border. Under this protocol
   MATLAB-bicubic upscaling scores 29.55 / 27.20 / 25.96 dB on BSD100 x2/x3/x4 and 33.64 dB on Set5 x2,
@@ -139,7 +143,8 @@ def build(folder: Path) -> tuple[str, str]:
             body += ["## Speed", "", f"- command: `{sp['command']}` ({path.parent.name}/{path.name})", "", sp["markdown"], ""]
     for path, rep in found:
         md = render_markdown(rep, level=2)
-        body += [f"## {rep['benchmark']} ({path.parent.name})", "", md.split("\n", 1)[1].lstrip("\n"), ""]
+        title = rep["benchmark"] + (" deblurring" if rep.get("task") == "deblur" else "")
+        body += [f"## {title} ({path.parent.name})", "", md.split("\n", 1)[1].lstrip("\n"), ""]
     readme_table = headline(found, whole_sets_only=True) if found else table
     return "\n".join(body).rstrip() + "\n", readme_table
 
@@ -213,7 +218,7 @@ def update(existing: str, folder: Path) -> tuple[str, list[str]]:
     pre, rows, post = _split_table(existing, header)
     new_rows = headline(found).split("\n")[2:] if found else []
     text = pre + "\n".join([*headline([]).split("\n"), *merge_rows(rows, new_rows)]) + "\n" + post
-    head, *old_sections = text.split("\n## Summary", 1)[0], *_sections(text)
+    head, *old_sections = INTRO, *_sections(text)  # the protocols as this code states them
     sections = {s.split("\n", 1)[0]: s for s in old_sections}
     for s in _sections(new_md):
         if not s.startswith("## Summary"):

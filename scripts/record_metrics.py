@@ -23,7 +23,7 @@ from rimcli.weights import read_manifest, weights_dir, write_manifest
 
 
 def _key(report: dict) -> str:
-    key = report["benchmark"]
+    key = report["benchmark"] + ("_deblur" if report.get("task") == "deblur" else "")
     return key + ("_quantized" if report.get("protocol", {}).get("quantize") else "")
 
 

@@ -72,6 +72,8 @@ def test_sigma_conventions() -> None:
     assert labels == ["denoise_s15", "denoise_s25", "denoise_s50"]  # the run logs' keys
     clipped = [label for label, _ in training.validation_set(training.TrainConfig(task="denoise", clip_fraction=0.5))]
     assert clipped == labels + ["denoise_s15_8bit", "denoise_s25_8bit", "denoise_s50_8bit"]
+    blurred = [label for label, _ in training.validation_set(training.TrainConfig(task="deblur", clip_fraction=0.5))]
+    assert blurred == ["deblur_b1.0", "deblur_b2.0", "deblur_b1.0_8bit", "deblur_b2.0_8bit"]
 
 
 def test_scales_inference_and_training() -> None:

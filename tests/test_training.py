@@ -258,6 +258,17 @@ def test_clip_fraction_stores_that_fraction_of_denoising_inputs_as_8_bit_files()
         # from the float measurement clipped to [0, 1]
         assert (y[as_file] - plain[as_file].clamp(0, 1)).abs().max().item() <= 0.5 / 255 + 1e-6
         torch.testing.assert_close(y[~as_file], plain[~as_file])
+    # a blurred photo is a stored file too; its 8-bit copy is of the same blurred, noised draw
+    blur = {"task": "deblur", "sigma_range": [25.0, 25.0]}
+    xb = (torch.rand(400, 1, 16, 16) < 0.5).float().expand(-1, 3, -1, -1)  # saturated: the noise leaves [0, 1]
+    plain_b = corrupt(TrainConfig(**blur), "deblur", xb, g())[1]
+    assert plain_b.min() < 0 and plain_b.max() > 1
+    yb = corrupt(TrainConfig(**blur, clip_fraction=0.5), "deblur", xb, g())[1]
+    as_file = ((yb * 255).round() == yb * 255).flatten(1).all(1)
+    assert as_file.float().mean().item() == pytest.approx(0.5, abs=0.08)
+    assert yb[as_file].min() >= 0 and yb[as_file].max() <= 1
+    assert (yb[as_file] - plain_b[as_file].clamp(0, 1)).abs().max().item() <= 0.5 / 255 + 1e-6
+    torch.testing.assert_close(yb[~as_file], plain_b[~as_file])
     # other tasks' measurements are not images a user stores: untouched
     xs = torch.rand(4, 1, 12, 12)
     sr = {"task": "superres", "sigma_range": [0.0, 0.0]}

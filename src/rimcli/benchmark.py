@@ -8,6 +8,9 @@ Protocols (the variant string of every run states which one was used):
   noisy image is rounded to 8 bits and clipped to 0..255). Every method (RIM and baselines)
   receives the identical noisy image; its output is rounded to uint8 before PSNR (peak 255,
   whole image) and SSIM (Wang et al., valid region); means over images.
+- Deblurring (``--blur`` on bsd68, cbsd68, set12): the clean image blurred by a Gaussian of that
+  std (kernel +-3 std, reflected borders: exactly the operator the RIM is given), then noised and
+  scored as in denoising (the same seeded draw; default sigma 2).
 - Super-resolution (set5, set14, b100): the dataset's LR files (MATLAB bicubic, uint8) are the
   input; metrics by `metrics.sr_metrics` on uint8-rounded outputs: Y of MATLAB `rgb2ycbcr`
   rounded as Huang et al., `scale` pixels shaved per border; gray images compared directly.
@@ -50,7 +53,15 @@ from .benchmark_report import (  # noqa: F401 - re-exported: the rendering's old
 from .errors import RimError
 from .io import GRAY_LEVELS, quantum
 from .metrics import psnr, psnr_batch, sr_metrics, sr_psnr, ssim, to_uint8_scale
-from .tasks import CS_BLOCK, DENOISE_TEST_SIGMAS, cs_operator, denoise_operator, fit_channels, superres_operator
+from .tasks import (
+    CS_BLOCK,
+    DENOISE_TEST_SIGMAS,
+    cs_operator,
+    deblur_operator,
+    denoise_operator,
+    fit_channels,
+    superres_operator,
+)
 
 DENOISE_SETS = ("bsd68", "cbsd68", "set12")
 SR_SETS = ("set5", "set14", "b100")
@@ -58,6 +69,10 @@ PROJECTIONS = "projections"
 BENCHMARKS = DENOISE_SETS + SR_SETS + (PROJECTIONS,)
 
 DEFAULT_SIGMAS = DENOISE_TEST_SIGMAS
+#: deblurring (`--blur` on a denoising set): the noise std (0..255) when none is given
+DEFAULT_DEBLUR_SIGMA = 2.0
+#: summary rows that score the degraded input itself, not a method
+INPUT_ROWS = ("noisy", "blurred")
 #: measurement noise std for projections, on the [0,1] scale (2.55 on the 0..255 scale)
 DEFAULT_CS_SIGMA = 0.01
 DEFAULT_PATCHES = 5000
@@ -180,6 +195,12 @@ def denoise_variant(sigma: float, seed: int, quantize: bool) -> str:
     return f"awgn sigma={sigma:g} seed={seed}+i {q}; PSNR peak 255 whole image, SSIM Wang valid region, outputs rounded to uint8"
 
 
+def deblur_variant(blur: float, size: int, sigma: float, seed: int, quantize: bool) -> str:
+    q = "8-bit quantised (rounded, clipped)" if quantize else "float (not quantised)"
+    return (f"gaussian blur std={blur:g} px ({size}x{size} kernel, reflected borders) then awgn sigma={sigma:g} seed={seed}+i "
+            f"{q}; PSNR peak 255 whole image, SSIM Wang valid region, outputs rounded to uint8")
+
+
 def sr_variant(scale: int, sigma: float) -> str:
     noise = f", RIM sigma={sigma:g}" if sigma else ""
     return (f"x{scale} dataset LR files (MATLAB bicubic){noise}; Y of MATLAB rgb2ycbcr rounded (Huang et al.), "
@@ -255,25 +276,32 @@ def _warm_denoise(img_u8: np.ndarray, specs: list[ModelSpec], funcs: dict, devic
 
 def _denoise_one(img_name: str, clean_u8: np.ndarray, sigma: float, seed: int, quantize: bool,
                  specs: list[ModelSpec], funcs: dict, device: str) -> dict:
-    clean = clean_u8.astype(np.float64) / GRAY_LEVELS
+    noisy = add_noise(clean_u8.astype(np.float64) / GRAY_LEVELS, sigma, seed, quantize)
+    calls = {b: (lambda y, f=f: f(y, sigma)) for b, f in funcs.items()}
+    return _restore_one(img_name, clean_u8, seed, noisy, "noisy", denoise_operator(), sigma, specs, calls, device)
+
+
+def _restore_one(img_name: str, clean_u8: np.ndarray, seed: int, y: np.ndarray, input_label: str, operator,  # noqa: ANN001
+                 sigma: float, specs: list[ModelSpec], calls: dict[str, Callable[[np.ndarray], np.ndarray]],
+                 device: str) -> dict:
+    """Score the measurement itself, each RIM and each baseline (given y only) against the clean image."""
     ref = clean_u8.astype(np.float64)
-    noisy = add_noise(clean, sigma, seed, quantize)
 
     def score(est: np.ndarray) -> tuple[float, float]:
         out = to_uint8_scale(est)
         return psnr(out, ref), ssim(out, ref)
 
     methods: dict[str, dict] = {}
-    p, s = score(noisy)
-    methods["noisy"] = {"psnr": p, "ssim": s, "seconds": 0.0}
+    p, s = score(y)
+    methods[input_label] = {"psnr": p, "ssim": s, "seconds": 0.0}
     for spec in specs:
-        run = run_rim(spec, noisy, denoise_operator(), sigma / GRAY_LEVELS, device)
+        run = run_rim(spec, y, operator, sigma / GRAY_LEVELS, device)
         p, s = score(run.final)
         methods[spec.label] = {"psnr": p, "ssim": s, "seconds": run.seconds,
                                "psnr_steps": [psnr(to_uint8_scale(e), ref) for e in run.every or []]}
-    for b, f in funcs.items():
+    for b, call in calls.items():
         t0 = time.perf_counter()
-        est = f(noisy.copy(), sigma)
+        est = call(y.copy())
         seconds = time.perf_counter() - t0
         p, s = score(est)
         methods[b] = {"psnr": p, "ssim": s, "seconds": seconds}
@@ -281,11 +309,75 @@ def _denoise_one(img_name: str, clean_u8: np.ndarray, sigma: float, seed: int, q
 
 
 def _summaries(per_image: list[dict], specs: list[ModelSpec], others: list[str]) -> list[dict]:
-    """Mean rows: the noisy input first (a reference), then the RIMs, then the baselines."""
-    rows = [_summary_row("noisy", "input", [im["methods"]["noisy"] for im in per_image])] if "noisy" in others else []
+    """Mean rows: the degraded input first (a reference), then the RIMs, then the baselines."""
+    inputs = [m for m in others if m in INPUT_ROWS]
+    rows = [_summary_row(m, "input", [im["methods"][m] for im in per_image]) for m in inputs]
     rows += [_summary_row(s.label, "rim", [im["methods"][s.label] for im in per_image], s.steps) for s in specs]
-    rows += [_summary_row(m, "baseline", [im["methods"][m] for im in per_image]) for m in others if m != "noisy"]
+    rows += [_summary_row(m, "baseline", [im["methods"][m] for im in per_image]) for m in others if m not in INPUT_ROWS]
     return rows
+
+
+# ---------------------------------------------------------------- deblurring
+
+
+def blur_image(clean: np.ndarray, operator) -> np.ndarray:  # noqa: ANN001 - a tasks.deblur_operator
+    """HxW(xC) image on [0,1] blurred by the operator the RIM is given (float64, reflected borders)."""
+    import torch
+
+    t = torch.from_numpy(np.ascontiguousarray(clean, dtype=np.float64))
+    t = t[None, None] if t.ndim == 2 else t.permute(2, 0, 1)[None]
+    return _from_batch(operator.A(t))
+
+
+def run_deblur(
+    name: str,
+    folder: Path,
+    blurs: list[float],
+    sigmas: list[float],
+    specs: list[ModelSpec],
+    baseline_names: list[str],
+    *,
+    seed: int = 0,
+    quantize: bool = False,
+    limit: int | None = None,
+    device: str = "auto",
+    progress: Progress | None = None,
+) -> list[dict]:
+    """A denoising set blurred by a Gaussian of each std in `blurs` (pixels), then noised as the
+    denoising protocol does (the same seeded draw per image); scored as denoising is."""
+    ds = datasets.info(name)
+    images = datasets.denoise_images(folder, ds.channels, limit)
+    funcs = {b: baselines.deblurrer(b) for b in baseline_names}
+    _warm_deblur(images[0][1], specs, funcs, device)
+    runs = []
+    for blur in blurs:
+        op = deblur_operator(blur)
+        kernel = op.kernel.double().numpy()
+        for sigma in sigmas:
+            label = f"sigma={sigma:g} blur={blur:g}"
+            calls = {b: (lambda y, f=f, s=sigma, k=kernel: f(y, s, k)) for b, f in funcs.items()}
+            per_image = []
+            for i, (img_name, clean_u8) in enumerate(images):
+                if progress:
+                    progress(f"{name} {label}", i, len(images))
+                y = add_noise(blur_image(clean_u8 / GRAY_LEVELS, op), sigma, seed + i, quantize)
+                per_image.append(_restore_one(img_name, clean_u8, seed + i, y, "blurred", op, sigma, specs, calls, device))
+            if progress:
+                progress(f"{name} {label}", len(images), len(images))
+            runs.append({"setting": {"blur": blur, "sigma": sigma}, "label": label,
+                         "variant": deblur_variant(blur, op.kernel.shape[0], sigma, seed, quantize),
+                         "summary": _summaries(per_image, specs, ["blurred", *funcs]), "images": per_image})
+    return runs
+
+
+def _warm_deblur(img_u8: np.ndarray, specs: list[ModelSpec], funcs: dict, device: str) -> None:
+    crop = img_u8[:64, :64] / GRAY_LEVELS
+    op = deblur_operator(1.0)
+    for spec in specs:
+        run_rim(ModelSpec(**{**spec.to_dict(), "steps": 1, "max_steps": 1}, model=spec.model),
+                crop, op, 0.01, device, curve=False)
+    for f in funcs.values():
+        f(crop, 2.0, op.kernel.double().numpy())
 
 
 # ---------------------------------------------------------------- super-resolution
@@ -491,7 +583,7 @@ def make_report(benchmark: str, task: str, runs: list[dict], specs: list[ModelSp
         "dataset": {"name": benchmark if benchmark != PROJECTIONS else "bsd68", "folder": str(folder) if folder else None},
         "protocol": protocol,
         "models": [s.to_dict() for s in specs],
-        "baselines": {b: baselines.describe(b) for b in baseline_names} | (_PINV if task == "cs" else {}),
+        "baselines": {b: baselines.describe(b, task) for b in baseline_names} | (_PINV if task == "cs" else {}),
         "machine": machine_info(device),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "command": command,

@@ -55,7 +55,7 @@ def _split_setting(setting: str) -> tuple[str, str]:
 def _method_name(row: dict) -> str:
     if row["kind"] == "rim":
         return f"RIM {row['method']} (T={row['steps']})"
-    return {"noisy": "noisy input", "pinv": "pseudo-inverse"}.get(row["method"], row["method"])
+    return {"noisy": "noisy input", "blurred": "blurred input", "pinv": "pseudo-inverse"}.get(row["method"], row["method"])
 
 
 def summary_table(run: dict) -> tuple[list[str], list[list[str]]]:
@@ -103,7 +103,8 @@ def render_markdown(report: dict, level: int = 2, steps: bool = True) -> str:
     h = "#" * level
     m = report["machine"]
     models = ", ".join(f"`{s['label']}` (sha256 `{s['sha256'][:12]}`, T={s['steps']})" for s in report["models"])
-    lines = [f"{h} {report['benchmark']}", "",
+    title = report["benchmark"] + (" deblurring" if report["task"] == "deblur" else "")
+    lines = [f"{h} {title}", "",
              f"- command: `{report['command']}`",
              f"- models: {models}",
              f"- machine: {m['cpu']} ({m['cpu_count']} logical CPUs, {m['torch_threads']} torch threads), "
@@ -112,7 +113,7 @@ def render_markdown(report: dict, level: int = 2, steps: bool = True) -> str:
              f"- date: {report['date']}; rimcli {report['rimcli']}",
              f"- seed: {report['protocol']['seed']}", ""]
     for run in report["runs"]:
-        lines += [f"{h}# {report['benchmark']} {run['label']}", "", f"Protocol: {run['variant']}.", ""]
+        lines += [f"{h}# {title} {run['label']}", "", f"Protocol: {run['variant']}.", ""]
         lines += [_md_table(*summary_table(run)), ""]
         table = _steps_table(run) if steps else None
         if table:
@@ -195,7 +196,7 @@ def plot_convergence(report: dict, out: Path) -> list[Path]:
         _draw_curves(ax, run, band=False)
         ax.set_title(f"{report['benchmark']} {run['label']}")
         fig.tight_layout()
-        paths.append(_save(fig, out / f"convergence_{run['label'].replace('=', '')}.png"))
+        paths.append(_save(fig, out / f"convergence_{run['label'].replace('=', '').replace(' ', '_')}.png"))
     return paths
 
 

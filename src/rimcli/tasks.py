@@ -130,6 +130,11 @@ def stored_measurement(task: str, y: torch.Tensor) -> torch.Tensor:
     return (y * GRAY_LEVELS).round() / GRAY_LEVELS if task == "superres" else y
 
 
+#: tasks whose measurement is itself a photo a user stores, clipped and rounded to 8 bits (noisy and
+#: blurred images; unlike cs measurements, and SR inputs are always 8-bit: `stored_measurement`)
+STORED_AS_8BIT = ("denoise", "deblur")
+
+
 def as_8bit(y: torch.Tensor) -> torch.Tensor:
     """A noisy image as an 8-bit file holds it: clipped to [0, 1] and rounded to 1/255."""
     return (y.clamp(0, 1) * GRAY_LEVELS).round() / GRAY_LEVELS

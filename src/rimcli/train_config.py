@@ -68,9 +68,9 @@ class TrainConfig:
     #: fraction of samples whose noise std is drawn from [0, LOW_SIGMA] instead of sigma_range, so
     #: that clean and lightly noisy inputs are seen often enough to be left alone
     low_sigma: float = setting(0.0, help=f"Fraction of samples with noise std in 0..{LOW_SIGMA:g} gray levels.")
-    #: fraction of denoising samples stored as a file stores a photo (clipped to 0..255 and rounded),
+    #: fraction of denoising and deblurring samples stored as a file stores a photo (clipped, rounded),
     #: so that the cell learns the censored likelihood of clipped pixels (operators.censored_residual)
-    clip_fraction: float = setting(0.0, help="Fraction of noisy denoising inputs stored as 8-bit files (validated on them too).")
+    clip_fraction: float = setting(0.0, help="Fraction of noisy/blurred inputs stored as 8-bit files (validated on them too).")
     #: NHWC activations: faster oneDNN convolutions on CPU, esp. with bf16
     channels_last: bool = setting(False, help="NHWC activations (faster on CPU, esp. with --amp bf16).")
     #: weights (.safetensors, or a model's name) or a run checkpoint (.pt) to start from instead of

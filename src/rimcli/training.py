@@ -33,6 +33,7 @@ from .operators import LinearOperator, _bcast
 from .runtime import tune_allocator
 from .tasks import (
     DENOISE_TEST_SIGMAS,
+    STORED_AS_8BIT,
     as_8bit,
     crop_multiple,
     cs_operator,
@@ -154,7 +155,8 @@ def corrupt(
         sigma = torch.where(low, _uniform(0.0, min(LOW_SIGMA, hi), x.shape[0], g), sigma)
     sigma = sigma / GRAY_LEVELS
     y = stored_measurement(task, op.measure(x, sigma, g))  # LR images come as 8-bit files
-    if task == "denoise" and cfg.clip_fraction > 0:  # drawn only then: older runs keep their stream
+    # drawn only then, so runs without it keep their stream (deblur runs drew none before 2026-11-24)
+    if task in STORED_AS_8BIT and cfg.clip_fraction > 0:
         as_file = (torch.rand(x.shape[0], generator=g) < cfg.clip_fraction).to(y.device)
         y = torch.where(_bcast(as_file, y.ndim), as_8bit(y), y)
     return op, y, sigma
@@ -211,6 +213,8 @@ def validation_set(cfg: TrainConfig) -> list[tuple[str, dict]]:
             sets += [(f"sr_x{s}", {"task": task, "scale": s}) for s in cfg.scales]
         elif task == "deblur":
             sets += [(f"deblur_b{b}", {"task": task, "blur": b, "sigma": 2.0}) for b in (1.0, 2.0)]
+            if cfg.clip_fraction > 0:
+                sets += [(f"deblur_b{b}_8bit", {"task": task, "blur": b, "sigma": 2.0, "as_8bit": True}) for b in (1.0, 2.0)]
         else:
             r = sorted(cfg.ratios)[len(cfg.ratios) // 2]
             sets += [(f"cs_{e}_r{r:g}", {"task": task, "ensemble": e, "ratio": r, "sigma": 10.0}) for e in cfg.ensembles]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shlex
 from collections.abc import Callable
 from pathlib import Path
@@ -100,11 +101,14 @@ def _command_line(name: str, opts: dict[str, Any]) -> str:
 @app.command("benchmark")
 @handle_errors
 def benchmark_cmd(
-    name: str = typer.Argument(..., help="bsd68, cbsd68, set12 (denoising); set5, set14, b100 (super-resolution); projections"),
-    sigma: str | None = typer.Option(None, "--sigma", help="noise std(s) on the 0..255 scale, comma list "
-                                     "(denoising default 15,25,50; SR default 0; projections default 2.55 = 0.01 on [0,1])"),
+    name: str = typer.Argument(..., help="bsd68, cbsd68, set12 (denoising; deblurring with --blur); set5, set14, b100 "
+                               "(super-resolution); projections"),
+    sigma: str | None = typer.Option(None, "--sigma", help="noise std(s) on the 0..255 scale, comma list (denoising "
+                                     "default 15,25,50; deblurring 2; SR 0; projections 2.55 = 0.01 on [0,1])"),
     scale: str = typer.Option(",".join(map(str, SR_SCALES)), "--scale", help="SR scale factors, comma list"),
-    quantize: bool = typer.Option(False, "--quantize", help="round the noisy input to 8 bits (denoising)"),
+    blur: str | None = typer.Option(None, "--blur", help="Gaussian blur std(s) in pixels, comma list: deblurring on a "
+                                    "denoising set (bsd68, cbsd68, set12); noise default sigma 2"),
+    quantize: bool = typer.Option(False, "--quantize", help="round the noisy input to 8 bits (denoising, deblurring)"),
     data: Path | None = typer.Option(None, "--data", help="dataset folder or a root holding it (else $RIM_DATA, "
                                      "a registered folder, the user data folder)"),
     model: list[str] | None = typer.Option(None, "--model", "-n",
@@ -115,7 +119,8 @@ def benchmark_cmd(
     device: str = typer.Option("auto", "--device", "-g", help="auto, cpu, cuda or cuda:N"),
     limit: int | None = typer.Option(None, "--limit", min=1, help="first N images only (quick runs)"),
     baselines_opt: str | None = typer.Option(None, "--baselines", help="comma list: bm3d,nlm,tv,wavelet (denoising; "
-                                             "default all, bm3d when installed), bicubic,pil (SR), or none"),
+                                             "default all, bm3d when installed), bm3d,wiener (deblurring), "
+                                             "bicubic,pil (SR), or none"),
     out_dir: Path | None = typer.Option(None, "--output", "-o", help="write results.json/.csv/.md and plots here"),
     out_alias: Path | None = typer.Option(None, "--out", hidden=True, help=OUT_ALIAS_HELP),
     json_path: Path | None = typer.Option(None, "--json", help="also write the full JSON report here ('-': stdout)"),
@@ -134,7 +139,12 @@ def benchmark_cmd(
     if name not in bm.BENCHMARKS:
         fail(f"unknown benchmark {name!r}; choose from {', '.join(bm.BENCHMARKS)}")
     common = {"--data": data, "--device": device, "--limit": limit, "--seed": seed}
-    if name in bm.DENOISE_SETS:
+    if blur is not None and name not in bm.DENOISE_SETS:
+        fail(f"--blur deblurs a denoising set ({', '.join(bm.DENOISE_SETS)}), not {name}")
+    if blur is not None:
+        report = _deblur(name, blur, sigma, quantize, data, model or [], steps, max_steps, device, limit, baselines_opt,
+                         seed, common)
+    elif name in bm.DENOISE_SETS:
         report = _denoise(name, sigma, quantize, data, model or [], steps, max_steps, device, limit, baselines_opt, seed, common)
     elif name in bm.SR_SETS:
         report = _superres(name, sigma, scale, data, model or [], steps, max_steps, device, limit, baselines_opt, seed, common)
@@ -185,6 +195,41 @@ def _denoise(name: str, sigma: str | None, quantize: bool, data: Path | None, mo
             "--baselines": ",".join(names) or "none", **common}
     return bm.make_report(name, "denoise", runs, specs, names, folder=folder, seed=seed,
                           command=_command_line(name, opts), device=device, extra={"quantize": quantize})
+
+
+def _deblur(name: str, blur: str, sigma: str | None, quantize: bool, data: Path | None, models: list[str],
+            steps: int | None, max_steps: int | None, device: str, limit: int | None, baselines_opt: str | None,
+            seed: int, common: dict) -> dict:
+    from .. import baselines, datasets
+    from .. import benchmark as bm
+    from ..api import MAX_BLUR_SIGMA
+    from ..tasks import deblur_operator
+
+    ds = datasets.info(name)
+    blurs = _floats(blur, "blur")
+    if not all(0 < b <= MAX_BLUR_SIGMA for b in blurs):
+        fail(f"--blur needs stds > 0 and <= {MAX_BLUR_SIGMA:g} pixels")
+    sigmas = _floats(sigma, "sigma") if sigma else [bm.DEFAULT_DEBLUR_SIGMA]
+    if not all(0 < s < math.inf for s in sigmas):
+        fail("deblurring needs a finite sigma > 0")
+    names = _names(baselines_opt, baselines.DEBLURRERS, "deblurring baseline")
+    if names is None:
+        names = [b for b in baselines.DEBLURRERS if b != "bm3d" or baselines.bm3d_available()]
+    for b in names:
+        baselines.deblurrer(b)  # a missing bm3d fails here, before any work
+    folder = datasets.locate(name, data)
+    side = min(min(im.shape[:2]) for _, im in datasets.denoise_images(folder, ds.channels, limit))
+    widest = max(deblur_operator(b).kernel.shape[0] for b in blurs)
+    if widest > side:  # the baselines need the kernel inside the image; a photo that small is no test
+        fail(f"a blur of std {max(blurs):g} has a {widest}x{widest} kernel, larger than the smallest image ({side} px)")
+    specs = bm.load_models(models, "deblur", ds.channels, steps, max_steps)
+    runs = _run_with_progress(lambda cb: bm.run_deblur(name, folder, blurs, sigmas, specs, names, seed=seed,
+                                                       quantize=quantize, limit=limit, device=device, progress=cb))
+    opts = {"--blur": ",".join(f"{b:g}" for b in blurs), "--sigma": ",".join(f"{s:g}" for s in sigmas),
+            "--quantize": quantize, **_model_opts(specs, steps, max_steps), "--baselines": ",".join(names) or "none",
+            **common}
+    return bm.make_report(name, "deblur", runs, specs, names, folder=folder, seed=seed,
+                          command=_command_line(name, opts), device=device, extra={"quantize": quantize, "blur": blurs})
 
 
 def _superres(name: str, sigma: str | None, scale: str, data: Path | None, models: list[str], steps: int | None,
