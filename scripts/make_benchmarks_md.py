@@ -21,6 +21,7 @@ from pathlib import Path
 
 from rimcli import datasets
 from rimcli.benchmark import BENCHMARKS, render_markdown
+from rimcli.benchmark_report import report_title
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
@@ -143,8 +144,7 @@ def build(folder: Path) -> tuple[str, str]:
             body += ["## Speed", "", f"- command: `{sp['command']}` ({path.parent.name}/{path.name})", "", sp["markdown"], ""]
     for path, rep in found:
         md = render_markdown(rep, level=2)
-        title = rep["benchmark"] + (" deblurring" if rep.get("task") == "deblur" else "")
-        body += [f"## {title} ({path.parent.name})", "", md.split("\n", 1)[1].lstrip("\n"), ""]
+        body += [f"## {report_title(rep)} ({path.parent.name})", "", md.split("\n", 1)[1].lstrip("\n"), ""]
     readme_table = headline(found, whole_sets_only=True) if found else table
     return "\n".join(body).rstrip() + "\n", readme_table
 

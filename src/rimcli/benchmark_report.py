@@ -98,12 +98,17 @@ def _steps_table(run: dict) -> str | None:
     return _md_table(header, rows)
 
 
+def report_title(report: dict) -> str:
+    """The set, and the task where the set's own task is not the one run ("cbsd68 deblurring")."""
+    return report["benchmark"] + (" deblurring" if report.get("task") == "deblur" else "")
+
+
 def render_markdown(report: dict, level: int = 2, steps: bool = True) -> str:
     """The report as markdown: provenance, one summary table per run, PSNR by step."""
     h = "#" * level
     m = report["machine"]
     models = ", ".join(f"`{s['label']}` (sha256 `{s['sha256'][:12]}`, T={s['steps']})" for s in report["models"])
-    title = report["benchmark"] + (" deblurring" if report["task"] == "deblur" else "")
+    title = report_title(report)
     lines = [f"{h} {title}", "",
              f"- command: `{report['command']}`",
              f"- models: {models}",

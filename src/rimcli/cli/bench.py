@@ -52,6 +52,19 @@ def _names(text: str | None, allowed: tuple[str, ...], what: str) -> list[str] |
     return names
 
 
+def _baseline_names(text: str | None, allowed: tuple[str, ...], what: str, lookup: Callable[[str], Any]) -> list[str]:
+    """The baselines asked for, else all of them (bm3d only when installed); each looked up now,
+    so a missing bm3d fails before any work."""
+    from .. import baselines
+
+    names = _names(text, allowed, what)
+    if names is None:
+        names = [b for b in allowed if b != "bm3d" or baselines.bm3d_available()]
+    for b in names:
+        lookup(b)
+    return names
+
+
 def _progress_bar() -> tuple[Any, Callable[[str, int, int], None]]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -182,11 +195,7 @@ def _denoise(name: str, sigma: str | None, quantize: bool, data: Path | None, mo
     sigmas = _floats(sigma, "sigma") if sigma else list(bm.DEFAULT_SIGMAS)
     if any(s <= 0 for s in sigmas):
         fail("denoising needs sigma > 0")
-    names = _names(baselines_opt, baselines.DENOISERS, "denoising baseline")
-    if names is None:
-        names = [b for b in baselines.DENOISERS if b != "bm3d" or baselines.bm3d_available()]
-    for b in names:
-        baselines.denoiser(b)  # a missing bm3d fails here, before any work
+    names = _baseline_names(baselines_opt, baselines.DENOISERS, "denoising baseline", baselines.denoiser)
     folder = datasets.locate(name, data)
     specs = bm.load_models(models, "denoise", ds.channels, steps, max_steps)
     runs = _run_with_progress(lambda cb: bm.run_denoise(name, folder, sigmas, specs, names, seed=seed, quantize=quantize,
@@ -203,7 +212,6 @@ def _deblur(name: str, blur: str, sigma: str | None, quantize: bool, data: Path 
     from .. import baselines, datasets
     from .. import benchmark as bm
     from ..api import MAX_BLUR_SIGMA
-    from ..tasks import deblur_operator
 
     ds = datasets.info(name)
     blurs = _floats(blur, "blur")
@@ -212,16 +220,8 @@ def _deblur(name: str, blur: str, sigma: str | None, quantize: bool, data: Path 
     sigmas = _floats(sigma, "sigma") if sigma else [bm.DEFAULT_DEBLUR_SIGMA]
     if not all(0 < s < math.inf for s in sigmas):
         fail("deblurring needs a finite sigma > 0")
-    names = _names(baselines_opt, baselines.DEBLURRERS, "deblurring baseline")
-    if names is None:
-        names = [b for b in baselines.DEBLURRERS if b != "bm3d" or baselines.bm3d_available()]
-    for b in names:
-        baselines.deblurrer(b)  # a missing bm3d fails here, before any work
+    names = _baseline_names(baselines_opt, baselines.DEBLURRERS, "deblurring baseline", baselines.deblurrer)
     folder = datasets.locate(name, data)
-    side = min(min(im.shape[:2]) for _, im in datasets.denoise_images(folder, ds.channels, limit))
-    widest = max(deblur_operator(b).kernel.shape[0] for b in blurs)
-    if widest > side:  # the baselines need the kernel inside the image; a photo that small is no test
-        fail(f"a blur of std {max(blurs):g} has a {widest}x{widest} kernel, larger than the smallest image ({side} px)")
     specs = bm.load_models(models, "deblur", ds.channels, steps, max_steps)
     runs = _run_with_progress(lambda cb: bm.run_deblur(name, folder, blurs, sigmas, specs, names, seed=seed,
                                                        quantize=quantize, limit=limit, device=device, progress=cb))
