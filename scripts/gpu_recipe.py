@@ -44,8 +44,8 @@ downscaling; a dense matrix per projection patch) 3 to 8 times: those finished t
 call 1. `--fill` (or `--extend KEY=ITERS`, by hand) gives such a model a longer schedule when it resumes;
 the cosine restarts from where it is, and best.pt keeps the best validation either way. A model short of
 its plan is exported from its best checkpoint. Models are listed in priority order (colour, gray,
-super-resolution, 3-task): if time runs short, drop from the end with --models. Four small models leave
-an H100 mostly idle, hence one process per model sharing it.
+super-resolution, 3-task, deblurring): if time runs short, drop from the end with --models. Five small
+models leave an H100 mostly idle, hence one process per model sharing it.
 """
 
 from __future__ import annotations
@@ -95,10 +95,12 @@ MODELS = {  # priority order
     "3task": Model("rim-3task", ["cs", "denoise"], {
         "projections": ["projections"],
         "bsd68_quantized": ["bsd68", "--sigma", "25", "--quantize", *_DN]}),
+    "deblur": Model("rim-rgb-deblur", ["deblur"], {  # BM3D deblurring takes 16 s an image: run it by hand
+        "cbsd68_deblur": ["cbsd68", "--blur", "1,1.6,2.5", "--quantize", "--baselines", "wiener"]}),
 }
 DEFAULT_MODELS = ",".join(MODELS)
 
-#: what --dry-run trains: seconds on 2 CPU cores for all four models
+#: what --dry-run trains: seconds on 2 CPU cores for all five models
 TINY = {"hidden": 8, "steps": 2, "batch": 2, "iters": 6, "warmup": 2, "val_every": 1000, "log_every": 1,
         "val_split": 2, "val_images": 2, "val_crop": 32, "amp": "off", "compile": False}
 TINY_BENCH = ["--limit", "2"]

@@ -38,9 +38,10 @@ Protocols (each table states its variant):
   clean image on [0,1], image i drawing from `numpy.random.default_rng(seed + i)` (seed 0), not
   quantised unless stated; every method gets the identical noisy image; outputs rounded to uint8;
   PSNR (peak 255, whole image) and SSIM (Wang et al., valid region), means over images.
-- Deblurring (`rim benchmark cbsd68 --blur B`): the clean image blurred by a Gaussian of std B pixels
-  (kernel ±3 std, reflected borders: the operator the RIM is given), then noised and scored as in
-  denoising (noise sigma 2 unless stated). BM3D deblurring and scikit-image's unsupervised Wiener
+- Deblurring (`rim benchmark cbsd68 --blur B` or `--kernel FILE`): the clean image blurred by a
+  Gaussian of std B pixels (kernel ±3 std) or by the kernel in FILE (normalised to sum 1; the report
+  gives its sha256), with reflected borders: the operator the RIM is given; then noised and scored
+  as in denoising (noise sigma 2 unless stated). BM3D deblurring and scikit-image's unsupervised Wiener
   filter get the same image, reflected outwards against their circular convolution.
 - Super-resolution (Set5, Set14, BSD100): the datasets' MATLAB-bicubic LR files; Y of MATLAB
   `rgb2ycbcr` rounded to uint8 (Huang et al.), `scale` pixels shaved per border. Under this protocol

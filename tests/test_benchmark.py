@@ -243,6 +243,47 @@ def test_deblur_benchmark_on_a_denoising_set(tiny_weights: Path, tmp_path: Path)
                                              "none", "--data", str(data)], code=2).stderr
 
 
+def test_deblur_benchmark_with_kernel_files(tiny_weights: Path, tmp_path: Path) -> None:
+    """--kernel: any blur (here camera shake) under the same protocol, beside a Gaussian --blur."""
+    from rimcli.datasets import denoise_images
+    from rimcli.tasks import kernel_operator
+
+    data = make_denoise_set(tmp_path / "cbsd68", n=2, colour=True)
+    shake = tmp_path / "shake.npy"
+    k = np.zeros((9, 9))
+    k[4, 2:9], k[0:5, 2] = 2.0, 2.0  # an L: no symmetry hides a flipped kernel; unnormalised on purpose
+    np.save(shake, k)
+    _run(["cbsd68", "--blur", "1", "--kernel", str(shake), "--baselines", "wiener", "--max-steps", "2",
+              "--data", str(data), "--json", str(tmp_path / "r.json")])
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert [run["label"] for run in rep["runs"]] == ["sigma=2 blur=1", "sigma=2 kernel=shake.npy"]
+    assert rep["command"].startswith(f"rim benchmark cbsd68 --blur 1 --kernel {shake} --sigma 2 --model rim-rgb-deblur")
+    run = rep["runs"][1]
+    assert run["setting"] == {"kernel": "shake.npy", "sigma": 2.0}
+    assert run["variant"].startswith("kernel file shake.npy (9x9, normalised float32 sha256 ")
+    op = kernel_operator(shake)
+    for i, (im, (_, clean_u8)) in enumerate(zip(run["images"], denoise_images(data, 3), strict=True)):
+        y = bm.add_noise(bm.blur_image(clean_u8 / 255, op), 2, seed=i)
+        assert im["methods"]["blurred"]["psnr"] == pytest.approx(psnr(to_uint8_scale(y), clean_u8.astype(float)), abs=1e-9)
+        want = psnr(to_uint8_scale(baselines.wiener_deblur(y, 2.0, op.kernel.double().numpy())), clean_u8.astype(float))
+        assert im["methods"]["wiener"]["psnr"] == pytest.approx(want, abs=1e-9)
+        assert want > im["methods"]["blurred"]["psnr"] + 1  # the baseline undid the blur it was told of
+    (tmp_path / "bad.npy").write_text("not an array")
+    np.save(tmp_path / "even.npy", np.ones((4, 4)))
+    np.save(tmp_path / "huge.npy", np.ones((101, 101)))
+    for bad, why in [("bad.npy", "not a readable .npy"), ("even.npy", "even.npy: blur kernel must be 2-D with odd sides"),
+                     ("missing.png", "missing.png"),
+                     ("huge.npy", "larger than the smallest image")]:
+        err = _run(["cbsd68", "--kernel", str(tmp_path / bad), "--data", str(data)], code=2).stderr
+        assert why in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "at least one kernel" in _run(["cbsd68", "--kernel", ",", "--data", str(data)], code=2).stderr
+    (tmp_path / "other").mkdir()
+    np.save(tmp_path / "other" / "shake.npy", k)
+    assert "distinct names" in _run(["cbsd68", "--kernel", f"{shake},{tmp_path / 'other' / 'shake.npy'}", "--data",
+                                     str(data)], code=2).stderr
+    assert "deblur a denoising set" in _run(["set5", "--kernel", str(shake), "--data", str(data)], code=2).stderr
+
+
 def test_sr_benchmark_with_a_gray_image(tiny_weights: Path, tmp_path: Path) -> None:
     from rimcli.benchmark import sr_psnr
     from rimcli.datasets import sr_pairs

@@ -18,7 +18,8 @@ from PIL import Image
 from test_datasets import make_denoise_set, make_sr_set
 
 ROOT = Path(__file__).resolve().parents[1]
-NAMES = {"rgb": "rim-rgb-denoise", "gray": "rim-gray-denoise", "sr": "rim-sr", "3task": "rim-3task"}
+NAMES = {"rgb": "rim-rgb-denoise", "gray": "rim-gray-denoise", "sr": "rim-sr", "3task": "rim-3task",
+         "deblur": "rim-rgb-deblur"}
 
 
 def _training_images(folder: Path, n: int = 6) -> Path:
@@ -103,6 +104,8 @@ def test_dry_run_every_stage_every_model(tmp_path: Path) -> None:
     assert set(models["rim-sr"]["benchmarks"]["b100"]) == {"x2", "x3", "x4"}
     assert "sigma=25" in models["rim-3task"]["benchmarks"]["bsd68_quantized"]
     assert len(models["rim-3task"]["benchmarks"]["projections"]) == 9
+    assert set(models["rim-rgb-deblur"]["benchmarks"]["cbsd68_deblur"]) == {"sigma=2 blur=1", "sigma=2 blur=1.6",
+                                                                            "sigma=2 blur=2.5"}
     assert (out / "bench" / "gray" / "set12" / "results.json").is_file()
     assert {r["precision"] for r in summary["speed"]["rows"]} == {"fp32"}
 

@@ -17,8 +17,10 @@ from rimcli.operators import (
     RandomProjection,
     as_sigma,
     censored_residual,
+    defocus_kernel,
     gaussian_kernel,
     load_kernel,
+    motion_kernel,
 )
 
 # A non-symmetric kernel (3x5, random positive) catches a missing flip/transpose in the adjoint.
@@ -260,14 +262,64 @@ def test_gaussian_kernel_is_normalised_symmetric_and_covers_three_sigma() -> Non
     torch.testing.assert_close(k, k.T)
 
 
+def _spread(k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centroid (row, col) and per-axis variance of a kernel."""
+    r = torch.arange(k.shape[0], dtype=torch.float64) - (k.shape[0] - 1) / 2
+    c = torch.arange(k.shape[1], dtype=torch.float64) - (k.shape[1] - 1) / 2
+    k = k.double()
+    mean = torch.stack([(k.sum(1) * r).sum(), (k.sum(0) * c).sum()])
+    var = torch.stack([(k.sum(1) * (r - mean[0]) ** 2).sum(), (k.sum(0) * (c - mean[1]) ** 2).sum()])
+    return mean, var
+
+
+def test_defocus_kernel_is_a_normalised_disc_of_the_radius() -> None:
+    for radius in (1.0, 2.5, 6.0):
+        k = defocus_kernel(radius, size=19)
+        assert k.shape == (19, 19) and abs(k.sum().item() - 1) < 1e-6 and (k >= 0).all()
+        torch.testing.assert_close(k, k.flip(0))
+        torch.testing.assert_close(k, k.T)
+        mean, var = _spread(k)
+        assert mean.abs().max() < 1e-6
+        if radius > 2:  # a uniform disc: r^2 / 4 per axis (pixels blur a smaller one more)
+            assert var[0].item() == pytest.approx(radius**2 / 4, rel=0.05)
+        rr = (torch.arange(19.0) - 9) ** 2
+        assert k[(rr[:, None] + rr[None, :]).sqrt() > radius + 1].sum() == 0  # nothing beyond the edge pixels
+    assert defocus_kernel(2.5).shape == (7, 7)
+    assert not torch.equal(defocus_kernel(2.0, 9), defocus_kernel(2.3, 9))  # partial edge pixels: radii between pixels differ
+
+
+def test_motion_kernel_is_a_normalised_centred_path_of_the_length() -> None:
+    g = torch.Generator().manual_seed(0)
+    kernels = [motion_kernel(length, 19, g) for length in (3.0, 9.0, 18.0, 60.0) for _ in range(5)]
+    for k in kernels:
+        assert k.shape == (19, 19) and abs(k.sum().item() - 1) < 1e-6 and (k >= 0).all()
+        assert _spread(k)[0].abs().max() < 1e-6  # centroid on the centre pixel: the blur shifts nothing
+        assert k[0].sum() == k[-1].sum() == k[:, 0].sum() == k[:, -1].sum() == 0  # fits, with a margin
+    spread = [float(_spread(k)[1].sum()) for k in kernels]
+    assert max(spread[:5]) < min(spread[5:10]) and np.mean(spread[5:10]) < np.mean(spread[10:15])  # longer, wider
+    assert len({tuple(k.flatten().tolist()) for k in kernels[5:10]}) == 5  # random paths
+    a, b = (motion_kernel(9.0, 15, torch.Generator().manual_seed(3)) for _ in range(2))
+    assert torch.equal(a, b)  # the generator alone decides the path
+    for bad in (0.0, math.nan, math.inf):
+        with pytest.raises(ValueError, match="> 0 and finite"):
+            motion_kernel(bad, 9, g)
+        with pytest.raises(ValueError, match="> 0 and finite"):
+            defocus_kernel(bad)
+    for size in (1, 2, 8):
+        with pytest.raises(ValueError, match="odd and at least 3"):
+            motion_kernel(3.0, size, g)
+    assert defocus_kernel(0.05, 3)[1, 1] == 1  # a disc finer than a pixel: no blur, not 0/0
+
+
 def test_load_kernel_from_npy_is_normalised(tmp_path) -> None:
     path = tmp_path / "k.npy"
     np.save(path, np.ones((3, 5)))
     k = load_kernel(path)
     assert k.shape == (3, 5) and abs(k.sum().item() - 1) < 1e-6
-    np.save(path, -np.ones((3, 3)))
-    with pytest.raises(ValueError, match="non-negative"):
-        load_kernel(path)
+    for bad in (-np.ones((3, 3)), np.full((3, 3), np.nan), np.array([[1.0, np.inf, 1.0]])):
+        np.save(path, bad)
+        with pytest.raises(ValueError, match="finite non-negative"):
+            load_kernel(path)
 
 
 @pytest.mark.parametrize(

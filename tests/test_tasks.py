@@ -38,6 +38,35 @@ def test_training_blur_kernel_is_sized_for_the_widest_blur() -> None:
     assert training.sample_operator(cfg, "deblur", 2, torch.Generator().manual_seed(0)).kernel.shape == (19, 19)
 
 
+def test_training_draws_each_blur_family_in_one_kernel_size() -> None:
+    """--blur-kinds: one family per batch, every kernel in the widest Gaussian's size; a
+    Gaussian-only run draws exactly what it drew before the option existed."""
+    g = torch.Generator().manual_seed(0)
+    cfg = training.TrainConfig(task="deblur", blur_range=[0.5, 3.0], blur_kinds=["gaussian", "motion", "defocus"])
+    kernels = [training.sample_operator(cfg, "deblur", 2, g).kernel for _ in range(30)]
+    assert {tuple(k.shape) for k in kernels} == {(19, 19)}
+    def family(k: torch.Tensor) -> str:  # shake paths are not symmetric; discs have a flat top, Gaussians a peak
+        if not (torch.allclose(k, k.T) and torch.allclose(k, k.flip(0))):
+            return "motion"
+        return "defocus" if int((k == k.max()).sum()) > 1 else "gaussian"
+
+    drawn = [family(k) for k in kernels]
+    assert {f: drawn.count(f) for f in cfg.blur_kinds} == {f: drawn.count(f) for f in set(drawn)}
+    assert min(drawn.count(f) for f in cfg.blur_kinds) >= 5
+    disc = tasks.random_blur_operator("defocus", 1.5, 3.0, g).kernel
+    assert torch.equal(disc, operators.defocus_kernel(3.0, 19))
+    assert torch.equal(tasks.random_blur_operator("gaussian", 1.5, 3.0, g).kernel, operators.gaussian_kernel(1.5, 19))
+    with pytest.raises(InputError, match="blur kind"):
+        tasks.random_blur_operator("box", 1.5, 3.0, g)
+    old, new = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    width = float(training._uniform(0.5, 3.0, 1, old))  # the width, and nothing else, as before
+    op = training.sample_operator(training.TrainConfig(task="deblur"), "deblur", 2, new)
+    assert torch.equal(op.kernel, tasks.deblur_operator(width, widest=3.0).kernel)
+    assert torch.equal(old.get_state(), new.get_state())
+    with pytest.raises(training.TrainError, match="blur_kinds"):
+        training.TrainConfig(task="deblur", blur_kinds=["gaussian", "box"]).validate()
+
+
 def test_kernel_operator_takes_an_array_or_a_file(tmp_path: Path) -> None:
     k = np.array([[0.0, 1.0, 0.0], [1.0, 4.0, 1.0], [0.0, 1.0, 0.0]])
     assert torch.equal(tasks.kernel_operator(k).kernel, torch.as_tensor(k, dtype=torch.float32))
@@ -74,6 +103,8 @@ def test_sigma_conventions() -> None:
     assert clipped == labels + ["denoise_s15_8bit", "denoise_s25_8bit", "denoise_s50_8bit"]
     blurred = [label for label, _ in training.validation_set(training.TrainConfig(task="deblur", clip_fraction=0.5))]
     assert blurred == ["deblur_b1.0", "deblur_b2.0", "deblur_b1.0_8bit", "deblur_b2.0_8bit"]
+    kinds = training.TrainConfig(task="deblur", clip_fraction=0.5, blur_kinds=["gaussian", "motion", "defocus"])
+    assert [label for label, _ in training.validation_set(kinds)] == [*blurred, "deblur_motion", "deblur_defocus"]
 
 
 def test_scales_inference_and_training() -> None:

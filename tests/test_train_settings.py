@@ -55,12 +55,13 @@ def test_flags_set_their_fields_over_a_config_file(trained: dict, tmp_path: Path
     recipe.write_text('warmup = 7\nhidden = 16\nval_crop = 32\n')
     _rim_train("--config", recipe, "--data", "imgs", "-o", "run", "--warmup", 50, "--grad-clip", 0.5,
                "--log-every", 7, "--val-images", 3, "--compile", "--scales", "2,4", "--ratios", "1/2,1/4",
-               "--sigma-range", "0:50", "--blur-range", "1:2", "--channels-last", "--sigma-input",
-               "--low-sigma", 0.1, "--init-from", "w.safetensors", "--time-limit", 5)
+               "--sigma-range", "0:50", "--blur-range", "1:2", "--blur-kinds", "gaussian, motion", "--channels-last",
+               "--sigma-input", "--low-sigma", 0.1, "--init-from", "w.safetensors", "--time-limit", 5)
     cfg = trained["cfg"]
     assert (cfg.warmup, cfg.hidden, cfg.val_crop, cfg.grad_clip, cfg.log_every, cfg.val_images) == (50, 16, 32, 0.5, 7, 3)
     assert cfg.compile and cfg.channels_last and cfg.sigma_input and cfg.low_sigma == 0.1
     assert (cfg.scales, cfg.ratios, cfg.sigma_range, cfg.blur_range) == ([2, 4], [0.5, 0.25], [0, 50], [1, 2])
+    assert cfg.blur_kinds == ["gaussian", "motion"]
     assert (cfg.data, cfg.out, cfg.init_from, trained["time_limit"]) == ("imgs", "run", "w.safetensors", 5)
 
 

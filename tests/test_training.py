@@ -111,9 +111,11 @@ def test_resume_refuses_a_changed_recipe(data_dir: Path, tmp_path: Path) -> None
 def test_cs_and_deblur_tasks_train(data_dir: Path, tmp_path: Path) -> None:
     torch.set_num_threads(1)
     run = train(_cfg(data_dir, tmp_path / "cs", task="3task,deblur", patch=32, iters=4, val_every=4,
-                     ratios=[0.25], val_crop=32))
+                     ratios=[0.25], val_crop=32, blur_kinds=["motion", "defocus", "gaussian"]))
     last = [r for r in read_log(run) if "val" in r][-1]
-    assert {"cs_gaussian_r0.25", "cs_binary_r0.25", "cs_fourier_r0.25", "deblur_b1.0"} <= set(last["val"])
+    assert {"cs_gaussian_r0.25", "cs_binary_r0.25", "cs_fourier_r0.25", "deblur_b1.0", "deblur_motion",
+            "deblur_defocus"} <= set(last["val"])
+    assert all(np.isfinite(c).all() for c in last["val"].values())
 
 
 def test_unknown_config_key_is_an_error() -> None:

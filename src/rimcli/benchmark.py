@@ -8,9 +8,10 @@ Protocols (the variant string of every run states which one was used):
   noisy image is rounded to 8 bits and clipped to 0..255). Every method (RIM and baselines)
   receives the identical noisy image; its output is rounded to uint8 before PSNR (peak 255,
   whole image) and SSIM (Wang et al., valid region); means over images.
-- Deblurring (``--blur`` on bsd68, cbsd68, set12): the clean image blurred by a Gaussian of that
-  std (kernel +-3 std, reflected borders: exactly the operator the RIM is given), then noised and
-  scored as in denoising (the same seeded draw; default sigma 2).
+- Deblurring (``--blur`` or ``--kernel`` on bsd68, cbsd68, set12): the clean image blurred by a
+  Gaussian of that std (kernel +-3 std) or by a kernel file (normalised to sum 1), with reflected
+  borders: exactly the operator the RIM is given; then noised and scored as in denoising (the
+  same seeded draw; default sigma 2).
 - Super-resolution (set5, set14, b100): the dataset's LR files (MATLAB bicubic, uint8) are the
   input; metrics by `metrics.sr_metrics` on uint8-rounded outputs: Y of MATLAB `rgb2ycbcr`
   rounded as Huang et al., `scale` pixels shaved per border; gray images compared directly.
@@ -29,6 +30,7 @@ functions are re-exported here, so `from rimcli.benchmark import render_markdown
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import math
 import os
 import platform
@@ -60,6 +62,7 @@ from .tasks import (
     deblur_operator,
     denoise_operator,
     fit_channels,
+    kernel_operator,
     superres_operator,
 )
 
@@ -195,9 +198,9 @@ def denoise_variant(sigma: float, seed: int, quantize: bool) -> str:
     return f"awgn sigma={sigma:g} seed={seed}+i {q}; PSNR peak 255 whole image, SSIM Wang valid region, outputs rounded to uint8"
 
 
-def deblur_variant(blur: float, size: int, sigma: float, seed: int, quantize: bool) -> str:
+def deblur_variant(blur: str, kernel: str, sigma: float, seed: int, quantize: bool) -> str:
     q = "8-bit quantised (rounded, clipped)" if quantize else "float (not quantised)"
-    return (f"gaussian blur std={blur:g} px ({size}x{size} kernel, reflected borders) then awgn sigma={sigma:g} seed={seed}+i "
+    return (f"{blur} ({kernel}, reflected borders) then awgn sigma={sigma:g} seed={seed}+i "
             f"{q}; PSNR peak 255 whole image, SSIM Wang valid region, outputs rounded to uint8")
 
 
@@ -334,6 +337,21 @@ def blur_image(clean: np.ndarray, operator) -> np.ndarray:  # noqa: ANN001 - a t
     return _from_batch(operator.A(t))
 
 
+def _deblur_cases(blurs: list[float], kernels: list[Path]) -> list[tuple[dict, str, str, Any]]:
+    """(setting, blur, kernel, operator) per Gaussian std and per kernel file, in that order; blur
+    and kernel describe them for the variant string."""
+    cases = []
+    for b in blurs:
+        op = deblur_operator(b)
+        cases.append(({"blur": b}, f"gaussian blur std={b:g} px", "{}x{} kernel".format(*op.kernel.shape), op))
+    for path in kernels:
+        op = kernel_operator(path)
+        digest = hashlib.sha256(op.kernel.numpy().tobytes()).hexdigest()[:12]
+        cases.append(({"kernel": Path(path).name}, f"kernel file {Path(path).name}",
+                      "{}x{}, normalised float32 sha256 {}".format(*op.kernel.shape, digest), op))
+    return cases
+
+
 def run_deblur(
     name: str,
     folder: Path,
@@ -342,29 +360,31 @@ def run_deblur(
     specs: list[ModelSpec],
     baseline_names: list[str],
     *,
+    kernels: list[Path] = (),
     seed: int = 0,
     quantize: bool = False,
     limit: int | None = None,
     device: str = "auto",
     progress: Progress | None = None,
 ) -> list[dict]:
-    """A denoising set blurred by a Gaussian of each std in `blurs` (pixels), then noised as the
-    denoising protocol does (the same seeded draw per image); scored as denoising is."""
+    """A denoising set blurred by a Gaussian of each std in `blurs` (pixels) and by each kernel
+    file in `kernels` (motion, defocus: any blur), then noised as the denoising protocol does (the
+    same seeded draw per image); scored as denoising is."""
     ds = datasets.info(name)
     images = datasets.denoise_images(folder, ds.channels, limit)
+    cases = _deblur_cases(blurs, list(kernels))
     side = min(min(im.shape[:2]) for _, im in images)
-    widest = max(deblur_operator(b).kernel.shape[0] for b in blurs)
-    if widest > side:  # the baselines need the kernel inside the image; a photo that small is no test
-        raise BenchmarkError(f"a blur of std {max(blurs):g} has a {widest}x{widest} kernel, "
-                             f"larger than the smallest image ({side} px)")
+    for _, blur, kernel, op in cases:  # the baselines need the kernel inside the image; a photo that small is no test
+        if max(op.kernel.shape) > side:
+            raise BenchmarkError(f"the {blur} has a kernel ({kernel}) larger than the smallest image ({side} px)")
     funcs = {b: baselines.deblurrer(b) for b in baseline_names}
     _warm_deblur(images[0][1], specs, funcs, device)
     runs = []
-    for blur in blurs:
-        op = deblur_operator(blur)
+    for setting, blur, kernel_text, op in cases:
         kernel = op.kernel.double().numpy()
         for sigma in sigmas:
-            label = f"sigma={sigma:g} blur={blur:g}"
+            label = f"sigma={sigma:g} " + " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                                                   for k, v in setting.items())
             calls = {b: (lambda y, f=f, s=sigma, k=kernel: f(y, s, k)) for b, f in funcs.items()}
             per_image = []
             for i, (img_name, clean_u8) in enumerate(images):
@@ -374,8 +394,8 @@ def run_deblur(
                 per_image.append(_restore_one(img_name, clean_u8, seed + i, y, "blurred", op, sigma, specs, calls, device))
             if progress:
                 progress(f"{name} {label}", len(images), len(images))
-            runs.append({"setting": {"blur": blur, "sigma": sigma}, "label": label,
-                         "variant": deblur_variant(blur, op.kernel.shape[0], sigma, seed, quantize),
+            runs.append({"setting": {**setting, "sigma": sigma}, "label": label,
+                         "variant": deblur_variant(blur, kernel_text, sigma, seed, quantize),
                          "summary": _summaries(per_image, specs, ["blurred", *funcs]), "images": per_image})
     return runs
 

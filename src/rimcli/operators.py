@@ -190,6 +190,54 @@ def gaussian_kernel(sigma: float, size: int | None = None) -> torch.Tensor:
     return (k / k.sum()).float()
 
 
+def defocus_kernel(radius: float, size: int | None = None) -> torch.Tensor:
+    """Normalised out-of-focus blur: a uniform disc of `radius` pixels, its edge pixels weighted by
+    the share of them inside (8x8 supersampling), so that radii between whole pixels differ."""
+    if not 0 < radius < math.inf:
+        raise InputError("defocus radius must be > 0 and finite")
+    size = size or 2 * math.ceil(radius) + 1
+    _check_kernel_size(size)
+    sub = (torch.arange(size * 8, dtype=torch.float64) + 0.5) / 8 - size / 2
+    inside = (sub[:, None] ** 2 + sub[None, :] ** 2 <= radius**2).double()
+    k = inside.reshape(size, 8, size, 8).mean((1, 3))
+    if k.sum() == 0:  # a disc between the sub-samples (radius < 0.09 px) blurs nothing
+        k[size // 2, size // 2] = 1.0
+    return (k / k.sum()).float()
+
+
+def _check_kernel_size(size: int) -> None:
+    if size < 3 or size % 2 == 0:
+        raise InputError(f"kernel size must be odd and at least 3, got {size}")
+
+
+def motion_kernel(length: float, size: int, generator: torch.Generator) -> torch.Tensor:
+    """Normalised camera-shake blur: a random smooth path of `length` pixels (a walk whose heading
+    drifts and sometimes turns sharply, after Boracchi & Foi 2012), drawn into a `size` x `size`
+    grid by bilinear splatting. The path's centroid sits on the centre pixel, so the blur does not
+    shift the image; a path too long for the grid is scaled down to fit."""
+    if not 0 < length < math.inf:
+        raise InputError("motion length must be > 0 and finite")
+    _check_kernel_size(size)
+    n = 64
+    turn = torch.randn(n, generator=generator, dtype=torch.float64) * 0.15  # gentle drift of the heading
+    jerk = torch.rand(n, generator=generator, dtype=torch.float64) < 0.03  # now and then a sharp turn
+    turn = turn + jerk * (torch.rand(n, generator=generator, dtype=torch.float64) - 0.5) * 2 * math.pi
+    heading = float(torch.rand(1, generator=generator, dtype=torch.float64)) * 2 * math.pi + torch.cumsum(turn, 0)
+    step = torch.stack([torch.cos(heading), torch.sin(heading)], 1) * (length / n)
+    path = torch.cat([torch.zeros(1, 2, dtype=torch.float64), torch.cumsum(step, 0)])
+    path = path - path.mean(0)
+    reach = (size - 1) / 2 - 1  # the splat needs < (size - 1) / 2; the outer ring stays empty
+    path = path * min(1.0, reach / max(float(path.abs().max()), 1e-12)) + (size - 1) / 2
+    k = torch.zeros(size, size, dtype=torch.float64)
+    lo = path.floor()
+    frac = path - lo
+    for dy in (0, 1):
+        for dx in (0, 1):
+            w = (frac[:, 0] if dy else 1 - frac[:, 0]) * (frac[:, 1] if dx else 1 - frac[:, 1])
+            k.index_put_((lo[:, 0].long() + dy, lo[:, 1].long() + dx), w, accumulate=True)
+    return (k / k.sum()).float()
+
+
 def load_kernel(path: str | Path) -> torch.Tensor:
     """A blur kernel from an image or .npy file, normalised to sum 1."""
     path = Path(path)
@@ -203,8 +251,8 @@ def load_kernel(path: str | Path) -> torch.Tensor:
 
         k = read_image(path).data.astype(np.float64)
         k = k.mean(axis=2) if k.ndim == 3 else k
-    if k.ndim != 2 or k.sum() <= 0 or (k < 0).any():
-        raise InputError(f"{path}: a blur kernel must be a 2-D non-negative array with a positive sum")
+    if k.ndim != 2 or not np.isfinite(k).all() or k.sum() <= 0 or (k < 0).any():
+        raise InputError(f"{path}: a blur kernel must be a 2-D finite non-negative array with a positive sum")
     return torch.from_numpy(k / k.sum()).float()
 
 

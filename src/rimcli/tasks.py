@@ -81,11 +81,36 @@ def deblur_operator(blur_sigma: float, widest: float | None = None) -> Blur:
     return Blur(gaussian_kernel(blur_sigma, size=2 * math.ceil(3 * widest) + 1))
 
 
+#: blur families deblurring can train on: Gaussian, camera shake, out of focus
+BLUR_KINDS = ("gaussian", "motion", "defocus")
+
+
+def random_blur_operator(kind: str, width: float, widest: float, generator: torch.Generator) -> Blur:
+    """A blur of family `kind` as wide as a Gaussian of std `width`: a disc of radius 2 width (the
+    same per-axis std), a shake path of 6 width pixels (the Gaussian's +-3 std), in the kernel size
+    of the widest Gaussian of a range, so every batch of a run has one kernel size."""
+    from .operators import Blur, defocus_kernel, motion_kernel
+
+    size = 2 * math.ceil(3 * widest) + 1
+    if kind == "gaussian":
+        return deblur_operator(width, widest=widest)
+    if kind == "defocus":
+        return Blur(defocus_kernel(min(2 * width, (size - 1) / 2), size))
+    if kind == "motion":
+        return Blur(motion_kernel(6 * width, size, generator))
+    raise InputError(f"blur kind must be one of {', '.join(BLUR_KINDS)}, got {kind!r}")
+
+
 def kernel_operator(kernel: np.ndarray | str | os.PathLike) -> Blur:
     """A blur by a given kernel: an array, or an image or .npy file (normalised to sum 1)."""
     from .operators import Blur, load_kernel
 
-    return Blur(kernel if isinstance(kernel, np.ndarray) else load_kernel(kernel))
+    if isinstance(kernel, np.ndarray):
+        return Blur(kernel)
+    try:
+        return Blur(load_kernel(kernel))
+    except InputError as e:  # which of several files
+        raise InputError(str(e) if str(kernel) in str(e) else f"{kernel}: {e}") from None
 
 
 def cs_operator(ensemble: str, ratio: float, seed: int, batch: int = 1) -> RandomProjection:

@@ -10,12 +10,13 @@ Cheap to import (no torch): the CLI reads these fields when it starts; `training
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from .errors import RimError
-from .tasks import CS_BLOCK, CS_RATIOS, ENSEMBLES, SR_SCALES, TASKS, TRAIN_SIGMA_RANGE, TRAIN_SR_SCALES
+from .tasks import BLUR_KINDS, CS_BLOCK, CS_RATIOS, ENSEMBLES, SR_SCALES, TASKS, TRAIN_SIGMA_RANGE, TRAIN_SR_SCALES
 
 if TYPE_CHECKING:
     from .model import RIMConfig
@@ -85,6 +86,9 @@ class TrainConfig:
     ratios: list[float] = setting(factory=lambda: list(CS_RATIOS), help="Projection ratios, e.g. 1/2,1/4,1/8.")
     blur_range: list[float] = setting(factory=lambda: [0.5, 3.0], lo_hi=True,
                                       help="Gaussian blur std range LO:HI in pixels (deblur).")
+    #: one family drawn per batch; the others take their extent from blur_range (tasks.random_blur_operator)
+    blur_kinds: list[str] = setting(factory=lambda: ["gaussian"],
+                                    help="Blur families, e.g. gaussian,motion,defocus (deblur; one drawn per batch).")
     device: str = setting("auto", help="auto, cpu, cuda or cuda:N.")
     amp: str = setting("off", help="off, bf16 or fp16 autocast.")
     compile: bool = setting(False, help="torch.compile the RIM cell (faster on GPU after a slow first step).")
@@ -132,6 +136,11 @@ class TrainConfig:
             raise TrainError("scales must be integers in 2..8")
         if any(e not in ENSEMBLES for e in self.ensembles):
             raise TrainError(f"ensembles must be among {', '.join(ENSEMBLES)}")
+        kinds = self.blur_kinds
+        if not kinds or any(k not in BLUR_KINDS for k in kinds) or len(set(kinds)) < len(kinds):
+            raise TrainError(f"blur_kinds must be distinct names among {', '.join(BLUR_KINDS)}, got {self.blur_kinds}")
+        if len(self.blur_range) != 2 or not 0 < self.blur_range[0] <= self.blur_range[1] < math.inf:
+            raise TrainError("blur_range must be lo:hi with 0 < lo <= hi")
         if any(not 0 < r <= 1 for r in self.ratios):
             raise TrainError("ratios must be in (0, 1]")
         if self.sigma_range is not None and (len(self.sigma_range) != 2 or not 0 <= self.sigma_range[0] <= self.sigma_range[1]):

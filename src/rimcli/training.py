@@ -39,6 +39,7 @@ from .tasks import (
     cs_operator,
     deblur_operator,
     denoise_operator,
+    random_blur_operator,
     stored_measurement,
     superres_operator,
 )
@@ -135,9 +136,12 @@ def sample_operator(cfg: TrainConfig, task: str, n: int, g: torch.Generator) -> 
     if task == "superres":
         return superres_operator(cfg.scales[int(torch.randint(len(cfg.scales), (1,), generator=g))])
     if task == "deblur":
+        # the family is drawn only from a list of several, so Gaussian-only runs keep their stream
+        kinds = cfg.blur_kinds
+        kind = kinds[int(torch.randint(len(kinds), (1,), generator=g))] if len(kinds) > 1 else kinds[0]
         lo, hi = cfg.blur_range
         width = float(_uniform(lo, hi, 1, g))
-        return deblur_operator(width, widest=hi)
+        return random_blur_operator(kind, width, hi, g)
     kind = cfg.ensembles[int(torch.randint(len(cfg.ensembles), (1,), generator=g))]
     ratio = cfg.ratios[int(torch.randint(len(cfg.ratios), (1,), generator=g))]
     return cs_operator(kind, ratio, int(torch.randint(2**62, (1,), generator=g)), batch=n)
@@ -215,6 +219,9 @@ def validation_set(cfg: TrainConfig) -> list[tuple[str, dict]]:
             sets += [(f"deblur_b{b}", {"task": task, "blur": b, "sigma": 2.0}) for b in (1.0, 2.0)]
             if cfg.clip_fraction > 0:
                 sets += [(f"deblur_b{b}_8bit", {"task": task, "blur": b, "sigma": 2.0, "as_8bit": True}) for b in (1.0, 2.0)]
+            # one fixed kernel per other family trained on, 8-bit where the run trains on files
+            sets += [(f"deblur_{k}", {"task": task, "blur": 2.0, "kind": k, "widest": max(cfg.blur_range), "sigma": 2.0,
+                                      "as_8bit": cfg.clip_fraction > 0}) for k in cfg.blur_kinds if k != "gaussian"]
         else:
             r = sorted(cfg.ratios)[len(cfg.ratios) // 2]
             sets += [(f"cs_{e}_r{r:g}", {"task": task, "ensemble": e, "ratio": r, "sigma": 10.0}) for e in cfg.ensembles]
@@ -246,6 +253,8 @@ def _val_operator(s: dict, n: int) -> tuple[LinearOperator, float]:
         return denoise_operator(), s["sigma"]
     if task == "superres":
         return superres_operator(s["scale"]), 0.0
+    if task == "deblur" and s.get("kind", "gaussian") != "gaussian":
+        return random_blur_operator(s["kind"], s["blur"], s["widest"], torch.Generator().manual_seed(99)), s["sigma"]
     if task == "deblur":
         return deblur_operator(s["blur"]), s["sigma"]
     return cs_operator(s["ensemble"], s["ratio"], 1234, batch=n), s["sigma"]

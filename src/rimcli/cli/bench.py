@@ -121,6 +121,8 @@ def benchmark_cmd(
     scale: str = typer.Option(",".join(map(str, SR_SCALES)), "--scale", help="SR scale factors, comma list"),
     blur: str | None = typer.Option(None, "--blur", help="Gaussian blur std(s) in pixels, comma list: deblurring on a "
                                     "denoising set (bsd68, cbsd68, set12); noise default sigma 2"),
+    kernel: str | None = typer.Option(None, "--kernel", help="blur kernel file(s) (image or .npy, odd sides), comma "
+                                      "list: deblurring by any blur (motion, defocus); with or without --blur"),
     quantize: bool = typer.Option(False, "--quantize", help="round the noisy input to 8 bits (denoising, deblurring)"),
     data: Path | None = typer.Option(None, "--data", help="dataset folder or a root holding it (else $RIM_DATA, "
                                      "a registered folder, the user data folder)"),
@@ -152,11 +154,11 @@ def benchmark_cmd(
     if name not in bm.BENCHMARKS:
         fail(f"unknown benchmark {name!r}; choose from {', '.join(bm.BENCHMARKS)}")
     common = {"--data": data, "--device": device, "--limit": limit, "--seed": seed}
-    if blur is not None and name not in bm.DENOISE_SETS:
-        fail(f"--blur deblurs a denoising set ({', '.join(bm.DENOISE_SETS)}), not {name}")
-    if blur is not None:
-        report = _deblur(name, blur, sigma, quantize, data, model or [], steps, max_steps, device, limit, baselines_opt,
-                         seed, common)
+    if (blur is not None or kernel is not None) and name not in bm.DENOISE_SETS:
+        fail(f"--blur and --kernel deblur a denoising set ({', '.join(bm.DENOISE_SETS)}), not {name}")
+    if blur is not None or kernel is not None:
+        report = _deblur(name, blur, kernel, sigma, quantize, data, model or [], steps, max_steps, device, limit,
+                         baselines_opt, seed, common)
     elif name in bm.DENOISE_SETS:
         report = _denoise(name, sigma, quantize, data, model or [], steps, max_steps, device, limit, baselines_opt, seed, common)
     elif name in bm.SR_SETS:
@@ -206,30 +208,41 @@ def _denoise(name: str, sigma: str | None, quantize: bool, data: Path | None, mo
                           command=_command_line(name, opts), device=device, extra={"quantize": quantize})
 
 
-def _deblur(name: str, blur: str, sigma: str | None, quantize: bool, data: Path | None, models: list[str],
-            steps: int | None, max_steps: int | None, device: str, limit: int | None, baselines_opt: str | None,
-            seed: int, common: dict) -> dict:
+def _deblur(name: str, blur: str | None, kernel: str | None, sigma: str | None, quantize: bool, data: Path | None,
+            models: list[str], steps: int | None, max_steps: int | None, device: str, limit: int | None,
+            baselines_opt: str | None, seed: int, common: dict) -> dict:
     from .. import baselines, datasets
     from .. import benchmark as bm
     from ..api import MAX_BLUR_SIGMA
+    from ..tasks import kernel_operator
 
     ds = datasets.info(name)
-    blurs = _floats(blur, "blur")
+    blurs = _floats(blur, "blur") if blur is not None else []
     if not all(0 < b <= MAX_BLUR_SIGMA for b in blurs):
         fail(f"--blur needs stds > 0 and <= {MAX_BLUR_SIGMA:g} pixels")
+    kernels = [Path(k.strip()) for k in (kernel or "").split(",") if k.strip()]
+    if kernel is not None and not kernels:
+        fail("--kernel needs at least one kernel file")
+    if len({k.name for k in kernels}) < len(kernels):
+        fail("--kernel files need distinct names: the name labels each result")
+    for k in kernels:
+        kernel_operator(k)  # a bad kernel file is a usage error, found before the images load
     sigmas = _floats(sigma, "sigma") if sigma else [bm.DEFAULT_DEBLUR_SIGMA]
     if not all(0 < s < math.inf for s in sigmas):
         fail("deblurring needs a finite sigma > 0")
     names = _baseline_names(baselines_opt, baselines.DEBLURRERS, "deblurring baseline", baselines.deblurrer)
     folder = datasets.locate(name, data)
     specs = bm.load_models(models, "deblur", ds.channels, steps, max_steps)
-    runs = _run_with_progress(lambda cb: bm.run_deblur(name, folder, blurs, sigmas, specs, names, seed=seed,
-                                                       quantize=quantize, limit=limit, device=device, progress=cb))
-    opts = {"--blur": ",".join(f"{b:g}" for b in blurs), "--sigma": ",".join(f"{s:g}" for s in sigmas),
+    runs = _run_with_progress(lambda cb: bm.run_deblur(name, folder, blurs, sigmas, specs, names, kernels=kernels,
+                                                       seed=seed, quantize=quantize, limit=limit, device=device,
+                                                       progress=cb))
+    opts = {"--blur": ",".join(f"{b:g}" for b in blurs) or None, "--kernel": ",".join(map(str, kernels)) or None,
+            "--sigma": ",".join(f"{s:g}" for s in sigmas),
             "--quantize": quantize, **_model_opts(specs, steps, max_steps), "--baselines": ",".join(names) or "none",
             **common}
     return bm.make_report(name, "deblur", runs, specs, names, folder=folder, seed=seed,
-                          command=_command_line(name, opts), device=device, extra={"quantize": quantize, "blur": blurs})
+                          command=_command_line(name, opts), device=device,
+                          extra={"quantize": quantize, "blur": blurs, "kernel": list(map(str, kernels))})
 
 
 def _superres(name: str, sigma: str | None, scale: str, data: Path | None, models: list[str], steps: int | None,

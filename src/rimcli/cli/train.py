@@ -35,7 +35,7 @@ def _list(text: str | None, kind: type) -> list | None:
     if text is None:
         return None
     try:
-        return [kind(eval_ratio(v) if kind is float else v) for v in text.split(",") if v.strip()]
+        return [kind(eval_ratio(v) if kind is float else v.strip()) for v in text.split(",") if v.strip()]
     except (ValueError, ZeroDivisionError):
         fail(f"could not parse the list {text!r}")
 
