@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from skimage import data
@@ -88,3 +90,20 @@ def test_every_bundled_file_describes_itself() -> None:
         meta = file_metadata(weights_dir() / entry.file)
         assert (meta.get("name"), meta.get("tasks"), meta.get("default_steps")) == \
             (name, entry.tasks, entry.default_steps), name
+
+
+def test_benchmark_kernels_are_the_ones_measured() -> None:
+    """scripts/make_kernels.py rewrites the kernel files behind the manifest's --kernel figures."""
+    import hashlib
+    import sys
+
+    from rimcli.tasks import kernel_operator
+    from rimcli.weights import read_manifest
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import make_kernels
+
+    figures = read_manifest()["rim-rgb-deblur"].metrics["benchmarks"]["cbsd68_deblur_quantized"]
+    for name, k in make_kernels.kernels().items():
+        digest = hashlib.sha256(kernel_operator(k / k.sum()).kernel.numpy().tobytes()).hexdigest()[:12]
+        assert f"sha256 {digest}" in figures[f"sigma=2 kernel={name}.npy"]["variant"], name
