@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -337,18 +337,26 @@ def blur_image(clean: np.ndarray, operator) -> np.ndarray:  # noqa: ANN001 - a t
     return _from_batch(operator.A(t))
 
 
-def _deblur_cases(blurs: list[float], kernels: list[Path]) -> list[tuple[dict, str, str, Any]]:
-    """(setting, blur, kernel, operator) per Gaussian std and per kernel file, in that order; blur
-    and kernel describe them for the variant string."""
+class _DeblurCase(NamedTuple):
+    setting: dict  # {"blur": std} or {"kernel": file name}
+    label: str  # "blur=1.6", "kernel=shake.npy"
+    blur: str  # what blurred the image, and its kernel, for the variant string
+    kernel: str
+    op: Any  # operators.Blur
+
+
+def _deblur_cases(blurs: list[float], kernels: list[Path]) -> list[_DeblurCase]:
+    """One case per Gaussian std, then per kernel file (each file read here, once)."""
     cases = []
     for b in blurs:
         op = deblur_operator(b)
-        cases.append(({"blur": b}, f"gaussian blur std={b:g} px", "{}x{} kernel".format(*op.kernel.shape), op))
-    for path in kernels:
+        cases.append(_DeblurCase({"blur": b}, f"blur={b:g}", f"gaussian blur std={b:g} px",
+                                 "{}x{} kernel".format(*op.kernel.shape), op))
+    for path in map(Path, kernels):
         op = kernel_operator(path)
         digest = hashlib.sha256(op.kernel.numpy().tobytes()).hexdigest()[:12]
-        cases.append(({"kernel": Path(path).name}, f"kernel file {Path(path).name}",
-                      "{}x{}, normalised float32 sha256 {}".format(*op.kernel.shape, digest), op))
+        cases.append(_DeblurCase({"kernel": path.name}, f"kernel={path.name}", f"kernel file {path.name}",
+                                 "{}x{}, normalised float32 sha256 {}".format(*op.kernel.shape, digest), op))
     return cases
 
 
@@ -370,21 +378,20 @@ def run_deblur(
     """A denoising set blurred by a Gaussian of each std in `blurs` (pixels) and by each kernel
     file in `kernels` (motion, defocus: any blur), then noised as the denoising protocol does (the
     same seeded draw per image); scored as denoising is."""
+    cases = _deblur_cases(blurs, list(kernels))  # a bad kernel file fails before the images load
     ds = datasets.info(name)
     images = datasets.denoise_images(folder, ds.channels, limit)
-    cases = _deblur_cases(blurs, list(kernels))
     side = min(min(im.shape[:2]) for _, im in images)
-    for _, blur, kernel, op in cases:  # the baselines need the kernel inside the image; a photo that small is no test
-        if max(op.kernel.shape) > side:
-            raise BenchmarkError(f"the {blur} has a kernel ({kernel}) larger than the smallest image ({side} px)")
+    for case in cases:  # the baselines need the kernel inside the image; a photo that small is no test
+        if max(case.op.kernel.shape) > side:
+            raise BenchmarkError(f"the {case.blur} has a kernel ({case.kernel}) larger than the smallest image ({side} px)")
     funcs = {b: baselines.deblurrer(b) for b in baseline_names}
     _warm_deblur(images[0][1], specs, funcs, device)
     runs = []
-    for setting, blur, kernel_text, op in cases:
-        kernel = op.kernel.double().numpy()
+    for case in cases:
+        op, kernel = case.op, case.op.kernel.double().numpy()
         for sigma in sigmas:
-            label = f"sigma={sigma:g} " + " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                                                   for k, v in setting.items())
+            label = f"sigma={sigma:g} {case.label}"
             calls = {b: (lambda y, f=f, s=sigma, k=kernel: f(y, s, k)) for b, f in funcs.items()}
             per_image = []
             for i, (img_name, clean_u8) in enumerate(images):
@@ -394,8 +401,8 @@ def run_deblur(
                 per_image.append(_restore_one(img_name, clean_u8, seed + i, y, "blurred", op, sigma, specs, calls, device))
             if progress:
                 progress(f"{name} {label}", len(images), len(images))
-            runs.append({"setting": {**setting, "sigma": sigma}, "label": label,
-                         "variant": deblur_variant(blur, kernel_text, sigma, seed, quantize),
+            runs.append({"setting": {**case.setting, "sigma": sigma}, "label": label,
+                         "variant": deblur_variant(case.blur, case.kernel, sigma, seed, quantize),
                          "summary": _summaries(per_image, specs, ["blurred", *funcs]), "images": per_image})
     return runs
 

@@ -107,10 +107,11 @@ def kernel_operator(kernel: np.ndarray | str | os.PathLike) -> Blur:
 
     if isinstance(kernel, np.ndarray):
         return Blur(kernel)
+    k = load_kernel(kernel)  # its errors name the file
     try:
-        return Blur(load_kernel(kernel))
-    except InputError as e:  # which of several files
-        raise InputError(str(e) if str(kernel) in str(e) else f"{kernel}: {e}") from None
+        return Blur(k)
+    except InputError as e:  # so do the shape's, for a user who gave several files
+        raise InputError(f"{kernel}: {e}") from None
 
 
 def cs_operator(ensemble: str, ratio: float, seed: int, batch: int = 1) -> RandomProjection:

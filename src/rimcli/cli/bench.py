@@ -214,7 +214,6 @@ def _deblur(name: str, blur: str | None, kernel: str | None, sigma: str | None, 
     from .. import baselines, datasets
     from .. import benchmark as bm
     from ..api import MAX_BLUR_SIGMA
-    from ..tasks import kernel_operator
 
     ds = datasets.info(name)
     blurs = _floats(blur, "blur") if blur is not None else []
@@ -225,8 +224,6 @@ def _deblur(name: str, blur: str | None, kernel: str | None, sigma: str | None, 
         fail("--kernel needs at least one kernel file")
     if len({k.name for k in kernels}) < len(kernels):
         fail("--kernel files need distinct names: the name labels each result")
-    for k in kernels:
-        kernel_operator(k)  # a bad kernel file is a usage error, found before the images load
     sigmas = _floats(sigma, "sigma") if sigma else [bm.DEFAULT_DEBLUR_SIGMA]
     if not all(0 < s < math.inf for s in sigmas):
         fail("deblurring needs a finite sigma > 0")
