@@ -51,6 +51,8 @@ Protocols (each table states its variant):
   norm), measurement noise sigma 0.01 on [0,1] unless stated; PSNR with peak 1, mean ± std.
 
 Runs made with `--limit N` cover only the first N images; the summary's `images` column says so.
+A model labelled NAME+seN ran with `--self-ensemble N`: the input mirrored and turned N ways (N = 8:
+every flip and quarter turn), each restored, the results turned back and averaged; its time is N runs'.
 """
 
 SKELETON = """

@@ -144,6 +144,10 @@ def test_bad_arrays_and_options(tiny_weights: Path) -> None:
         rimcli.denoise(np.zeros((8, 8, 5), np.uint8))
     with pytest.raises(ValueError, match="steps must be >= 1"):
         rimcli.denoise(np.zeros((8, 8), np.uint8), steps=0)
+    with pytest.raises(ValueError, match="self-ensemble must be one of 1, 2, 4, 8, got 3"):
+        rimcli.superres(np.zeros((8, 8), np.uint8), self_ensemble=3)
+    with pytest.raises(ValueError, match="operator 'cs' has no self-ensemble"):
+        api.run(img((32, 32)), api.Problem("cs"), options=api.Options(steps=1, self_ensemble=2))
 
 
 @pytest.mark.parametrize(

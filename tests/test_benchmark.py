@@ -348,6 +348,26 @@ def test_bad_arguments_are_one_line(tiny_weights: Path, args: list[str], message
     assert message in r.stderr and r.stderr.count("\n") == 1
 
 
+def test_a_self_ensemble_is_its_own_row_and_not_the_files_figure(tiny_weights: Path, tmp_path: Path) -> None:
+    data = make_denoise_set(tmp_path / "bsd68", n=1)
+    out = tmp_path / "runs" / "ens"
+    _run(["bsd68", "--sigma", "25", "--baselines", "none", "--self-ensemble", "2", "--model", "rim-gray-denoise",
+          "--model", "rim-3task", "--data", str(data), "--out", str(out)])
+    rep = json.loads((out / "results.json").read_text())
+    assert [(m["label"], m["self_ensemble"]) for m in rep["models"]] == [("rim-gray-denoise+se2", 2), ("rim-3task+se2", 2)]
+    assert "--self-ensemble 2" in rep["command"]
+    assert [s["method"] for s in rep["runs"][0]["summary"]] == ["noisy", "rim-gray-denoise+se2", "rim-3task+se2"]
+    _run(["bsd68", "--sigma", "25", "--baselines", "none", "--data", str(data), "--out", str(tmp_path / "runs" / "a")])
+    found = _script("record_metrics").collect(tmp_path / "runs")  # the plain run's figures, never the ensemble's
+    gray = {m["name"]: m["sha256"] for m in json.loads((tiny_weights / "manifest.json").read_text())["models"]}
+    assert set(found) == {gray["rim-gray-denoise"]}  # rim-3task ran only as an ensemble
+    assert "--self-ensemble" not in found[gray["rim-gray-denoise"]]["bsd68"]["sigma=25"]["command"]
+    for args, message in ((["projections", "--self-ensemble", "2", "--data", str(data)], "projections have no self"),
+                          (["bsd68", "--self-ensemble", "3", "--data", str(data)], "self-ensemble must be one of")):
+        r = _run(args, code=2)
+        assert message in r.stderr and r.stderr.count("\n") == 1
+
+
 def test_model_for_the_wrong_task(tiny_weights: Path, tmp_path: Path) -> None:
     data = make_denoise_set(tmp_path / "bsd68")
     r = _run(["bsd68", "--model", "rim-sr", "--data", str(data)], code=2)

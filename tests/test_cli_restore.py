@@ -196,6 +196,25 @@ def test_tiles(work: Path) -> None:
     assert json.loads((work / "r.json").read_text())["files"][0]["tile"] == 16
 
 
+def test_self_ensemble_runs_and_is_reported(work: Path) -> None:
+    src = save(work / "a.png", rand((H, W, 3)))
+    for n in (1, 8):
+        assert rim("deblur", src, "--blur-sigma", 1.2, "--steps", 1, "--self-ensemble", n, "-o", f"o{n}",
+                   "--json", f"r{n}.json", "-q")[0] == 0
+        assert json.loads((work / f"r{n}.json").read_text())["self_ensemble"] == n
+    one, eight = (read_image(work / f"o{n}" / "a_deblurred.png").data.astype(int) for n in (1, 8))
+    assert one.shape == eight.shape == (H, W, 3) and (one != eight).any()
+
+
+@pytest.mark.parametrize(("args", "message"), [(("denoise", "--self-ensemble", 3), "self-ensemble must be one of 1, 2, 4, 8"),
+                                               (("cs", "--self-ensemble", 2), "operator 'cs' has no self-ensemble")])
+def test_a_self_ensemble_that_cannot_be_is_a_usage_error(work: Path, args: tuple, message: str) -> None:
+    src = save(work / "a.png", rand((64, 64)))
+    code, _, err = rim(*args[:1], src, *args[1:], "--steps", 1, "-o", "o")
+    assert code == 2 and message in one_error_line(err)
+    assert files_in(work / "o") == []
+
+
 # --------------------------------------------------------------------------- evaluation
 
 

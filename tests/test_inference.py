@@ -316,3 +316,78 @@ def test_the_guarded_run_is_always_full_precision(monkeypatch: pytest.MonkeyPatc
     monkeypatch.undo()
     with pytest.raises(DeviceError, match="precision"):
         restore(y, Denoise(), 2 / 255, _model(), steps=1, device="cpu", precision="half")
+
+
+# ---------------------------------------------------------------- self-ensemble
+
+
+SKEW = torch.rand(3, 5, generator=torch.Generator().manual_seed(1)) + 0.1
+
+
+@pytest.mark.parametrize(("n", "op", "shape"), [(8, Blur(SKEW / SKEW.sum()), (1, 1, 20, 28)),
+                                                 (8, Downsample(2), (1, 3, 12, 16)),
+                                                 (4, Denoise(), (2, 1, 16, 20))])
+def test_a_self_ensemble_makes_the_restoration_orientation_free(n: int, op: LinearOperator, shape: tuple) -> None:
+    """Averaging over a group of symmetries makes the estimate equivariant under that group,
+    whatever the network: restoring a mirrored or turned measurement gives the mirrored or turned
+    result. A single run of an untrained net is far from that."""
+    from rimcli.operators import dihedral, dihedral_inverse
+
+    channels = shape[1]
+    y = _measure(op, shape)
+    model = _model(channels=channels)
+
+    def run(g: int, ens: int) -> torch.Tensor:
+        out = restore(dihedral(y, g).contiguous(), op.dihedral(g), SIGMA, model, 2, device="cpu", self_ensemble=ens)
+        return dihedral_inverse(out.image, g)
+
+    base, single = run(0, n), run(0, 1)
+    for g in range(1, n):
+        torch.testing.assert_close(run(g, n), base, rtol=0, atol=1e-5)
+    assert max(float((run(g, 1) - single).abs().max()) for g in range(1, n)) > 1e-3
+
+
+def test_a_self_ensemble_averages_every_step_and_counts_its_tiles() -> None:
+    y = _measure(Denoise(), (1, 1, 24, 24))
+    ticks: list[tuple[int, int]] = []
+    out = restore(y, Denoise(), SIGMA, _model(), 3, return_steps=True, tile=12, device="cpu", self_ensemble=2,
+                  on_tile=lambda done, total: ticks.append((done, total)))
+    assert out.steps is not None and len(out.steps) == 3 and torch.equal(out.steps[-1], out.image)
+    assert ticks == [(i, 8) for i in range(1, 9)]
+    mirrored = restore(y.flip(-1), Denoise(), SIGMA, _model(), 3, device="cpu").image.flip(-1)
+    plain = restore(y, Denoise(), SIGMA, _model(), 3, device="cpu").image
+    torch.testing.assert_close(out.image, (plain + mirrored) / 2, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("n", [0, 3, 16, 2.0, True, "8"])
+def test_a_self_ensemble_size_not_offered_is_an_input_error(n: object) -> None:
+    with pytest.raises(ValueError, match="self-ensemble must be one of 1, 2, 4, 8"):
+        restore(torch.rand(1, 1, 8, 8), Denoise(), SIGMA, _model(), 1, device="cpu", self_ensemble=n)
+
+
+def test_projections_have_no_self_ensemble() -> None:
+    op = RandomProjection("gaussian", 0.5)
+    y = op.measure(torch.rand(1, 1, 32, 32), 0.01)
+    assert restore(y, op, 0.01, _model(), 1, device="cpu", self_ensemble=1).image.shape == (1, 1, 32, 32)
+    with pytest.raises(ValueError, match="operator 'cs' has no self-ensemble"):
+        restore(y, op, 0.01, _model(), 1, device="cpu", self_ensemble=2)
+
+
+def test_a_self_ensemble_under_the_low_noise_guard_blends_the_averaged_denoiser() -> None:
+    """At sigma <= 5 the guard's probe run goes through the same averaging, so SURE judges the
+    ensemble as the one denoiser it is: the result is the blend of y and the averaged output."""
+    y = _measure(Denoise(), (1, 1, 24, 20), sigma=2 / 255).clamp(0, 1)
+    model, s = _model(), torch.tensor([2 / 255])
+    out = restore(y, Denoise(), 2 / 255, model, 2, return_steps=True, device="cpu", self_ensemble=2)
+    probe, eps = inference.sure_probe(y, s)
+    probe = probe * ((y > 0) & (y < 1)).to(y)
+
+    def averaged(z: torch.Tensor) -> torch.Tensor:
+        runs = [restore(z.flip(-1) if g else z, Denoise(), 2 / 255, model, 2, device="cpu", sure=False).image
+                for g in (0, 1)]
+        return (runs[0] + runs[1].flip(-1)) / 2
+
+    expected, a = inference.sure_blend(y, averaged(y), averaged(y + eps * probe), probe, eps, s,
+                                       mask=((y > 0) & (y < 1)).to(y))
+    assert 0 < float(a) <= 1 and torch.equal(out.steps[-1], out.image)
+    torch.testing.assert_close(out.image, expected, rtol=0, atol=1e-5)

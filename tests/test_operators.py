@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from rimcli.operators import (
+    DIHEDRAL,
     ENSEMBLES,
     Blur,
     Denoise,
@@ -18,6 +19,8 @@ from rimcli.operators import (
     as_sigma,
     censored_residual,
     defocus_kernel,
+    dihedral,
+    dihedral_inverse,
     gaussian_kernel,
     load_kernel,
     motion_kernel,
@@ -128,6 +131,30 @@ def test_shapes_round_trip_for_gray_rgb_and_batch(name: str, op: LinearOperator,
     assert op.A_adjoint(y).shape == x.shape
     assert op.init(y).shape == x.shape
     assert op.grad(x, y, 0.1, 1e-4).shape == x.shape
+
+
+@pytest.mark.parametrize(("name", "op", "hw"), OPERATORS, ids=IDS)
+def test_the_transformed_operator_measures_the_transformed_image_alike(name: str, op: LinearOperator,
+                                                                       hw: tuple[int, int]) -> None:
+    """The self-ensemble's premise: A_g(g x) = g (A x) for all 8 symmetries of the square (the
+    skewed kernel turns with the image; MATLAB bicubic is symmetric); projections have no A_g."""
+    x = _rand(2, 3, *hw)
+    for g in range(DIHEDRAL):
+        op_g = op.dihedral(g)
+        if name.startswith("cs"):
+            assert op_g is None
+            continue
+        torch.testing.assert_close(op_g.A(dihedral(x, g)), dihedral(op.A(x), g), rtol=0, atol=1e-6)
+
+
+def test_the_dihedral_transforms_are_the_eight_distinct_symmetries_and_invert() -> None:
+    x = _rand(1, 1, 3, 3)
+    images = [dihedral(x, g) for g in range(DIHEDRAL)]
+    assert len({tuple(im.flatten().tolist()) for im in images}) == DIHEDRAL
+    assert all(torch.equal(dihedral_inverse(im, g), x) for g, im in enumerate(images))
+    assert torch.equal(dihedral(x, 3), x.rot90(2, (-2, -1)))  # both flips: a half turn
+    assert dihedral(_rand(1, 1, 3, 5), 4).shape[-2:] == (5, 3)
+    assert Blur(SKEW_KERNEL).dihedral(5).kernel.shape == (5, 3)
 
 
 def test_projection_measurement_holds_m_values_per_block() -> None:

@@ -207,7 +207,8 @@ class Problem:
 @dataclass
 class Options:
     """How to run: steps (None: the model's default), device, precision, tiling (None: auto,
-    0: whole image), whether to keep every step, and a per-tile progress callback."""
+    0: whole image), the self-ensemble (1, 2, 4 or 8 orientations averaged: `inference.restore`),
+    whether to keep every step, and a per-tile progress callback."""
 
     steps: int | None = None
     device: str = "auto"
@@ -216,6 +217,7 @@ class Options:
     tile_overlap: int | None = None  # None: the model's exact reach over the steps (no seams)
     return_steps: bool = False
     on_tile: Callable[[int, int], None] | None = None
+    self_ensemble: int = 1
 
     def check(self) -> None:
         if self.steps is not None and self.steps < 1:
@@ -224,6 +226,9 @@ class Options:
             raise InputError(f"tile must be >= 0 (0 = whole image), got {self.tile}")
         if self.tile_overlap is not None and self.tile_overlap < 0:
             raise InputError(f"tile overlap must be >= 0, got {self.tile_overlap}")
+        from .inference import check_self_ensemble
+
+        check_self_ensemble(self.self_ensemble)
 
 
 @dataclass
@@ -260,13 +265,16 @@ def run(img: np.ndarray, problem: Problem, model: ModelLike = None, options: Opt
     options = options or Options()
     problem.check()
     options.check()
+    from .inference import ensemble_operators
+
+    op = problem.operator()
+    ensemble_operators(op, options.self_ensemble)  # cs has none: said before any work
     arr = _as_array(img)
     colour, alpha = _split_channels(arr)
     x = to_float(colour)
     sigma, estimated = _resolve_sigma(problem, x)
     loaded = _get_model(model, problem.task, x.shape[2])
     n_steps = options.steps or loaded.default_steps
-    op = problem.operator()
     y, truth = _measure(problem, op, x, sigma)
     out_h, out_w = truth.shape[:2] if truth is not None else op.x_shape(y.shape)[-2:]
     start = _numpy(y if problem.task == "deblur" else op.init(y))  # before restore moves op to the device
@@ -385,6 +393,7 @@ def _reconstruct(
             precision=options.precision,
             on_tile=options.on_tile,
             out_step=out_step,
+            self_ensemble=options.self_ensemble,
         )
     except (torch.cuda.OutOfMemoryError, MemoryError):  # too big an image or tile for this machine
         where = f"tiles of {tile} px" if tile else "the whole image at once"
@@ -539,12 +548,15 @@ def denoise(
     simulate: bool = False,
     seed: int = 0,
     return_steps: bool = False,
+    self_ensemble: int = 1,
 ) -> Result:
     """Remove white Gaussian noise of std `sigma` (0..255 scale; 'auto' estimates it).
     With `simulate`, `img` is clean: noise is added (seeded) and then removed.
-    Returns the image, or (image, [estimate at each step]) with `return_steps`."""
+    Returns the image, or (image, [estimate at each step]) with `return_steps`.
+    `self_ensemble` 2, 4 or 8 averages that many mirrored or turned runs (as many times slower)."""
     problem = Problem("denoise", sigma=sigma, simulate=simulate, seed=seed)
-    opts = dict(steps=steps, device=device, precision=precision, tile=tile, tile_overlap=tile_overlap)
+    opts = dict(steps=steps, device=device, precision=precision, tile=tile, tile_overlap=tile_overlap,
+                self_ensemble=self_ensemble)
     return _call(img, problem, model, return_steps, **opts)
 
 
@@ -562,11 +574,14 @@ def superres(
     simulate: bool = False,
     seed: int = 0,
     return_steps: bool = False,
+    self_ensemble: int = 1,
 ) -> Result:
     """Super-resolve `img` by `scale` (2, 3 or 4), modelling it as MATLAB-bicubic downsampling.
-    With `simulate`, `img` is the high-resolution truth: it is downsampled and restored."""
+    With `simulate`, `img` is the high-resolution truth: it is downsampled and restored.
+    `self_ensemble`: as for `denoise`."""
     problem = Problem("superres", sigma=sigma, scale=scale, simulate=simulate, seed=seed)
-    opts = dict(steps=steps, device=device, precision=precision, tile=tile, tile_overlap=tile_overlap)
+    opts = dict(steps=steps, device=device, precision=precision, tile=tile, tile_overlap=tile_overlap,
+                self_ensemble=self_ensemble)
     return _call(img, problem, model, return_steps, **opts)
 
 
@@ -585,11 +600,14 @@ def deblur(
     simulate: bool = False,
     seed: int = 0,
     return_steps: bool = False,
+    self_ensemble: int = 1,
 ) -> Result:
     """Remove a known blur: a Gaussian of std `blur_sigma` pixels or a `kernel` (array or image
-    file), with measurement noise `sigma` (0..255). With `simulate`, `img` is blurred first."""
+    file), with measurement noise `sigma` (0..255). With `simulate`, `img` is blurred first.
+    `self_ensemble`: as for `denoise` (the kernel is mirrored and turned with the image)."""
     problem = Problem("deblur", sigma=sigma, blur_sigma=blur_sigma, kernel=kernel, simulate=simulate, seed=seed)
-    opts = dict(steps=steps, device=device, precision=precision, tile=tile, tile_overlap=tile_overlap)
+    opts = dict(steps=steps, device=device, precision=precision, tile=tile, tile_overlap=tile_overlap,
+                self_ensemble=self_ensemble)
     return _call(img, problem, model, return_steps, **opts)
 
 

@@ -103,18 +103,24 @@ class ModelSpec:
     channels: int
     arch: str
     model: Any = field(repr=False, default=None)  # the RIM
+    self_ensemble: int = 1  # orientations averaged (`inference.restore`); the label says "+seN"
 
     def to_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "model"}
 
 
 def load_models(names: list[str], task: str, channels: int, steps: int | None, max_steps: int | None,
-                curve_default: int | None = None) -> list[ModelSpec]:
+                curve_default: int | None = None, self_ensemble: int = 1) -> list[ModelSpec]:
     """Resolve models (bundled names or .safetensors paths) with their step counts.
 
     Headline steps: `steps`, else those the model records (`weights.recorded_steps`). Curve:
-    `max_steps`, else `curve_default`, else twice the training horizon, else twice the steps."""
+    `max_steps`, else `curve_default`, else twice the training horizon, else twice the steps.
+    `self_ensemble` > 1 runs each model so (labelled NAME+seN); projections have none."""
+    from .inference import check_self_ensemble
     from .weights import default_model, recorded_steps, resolve, sha256, training_horizon
+
+    if check_self_ensemble(self_ensemble) > 1 and task == "cs":
+        raise BenchmarkError("projections have no self-ensemble (a flipped block is not what was measured)")
 
     names = list(names) or [default_model(task, channels)]
     specs: list[ModelSpec] = []
@@ -129,10 +135,11 @@ def load_models(names: list[str], task: str, channels: int, steps: int | None, m
         if not t:
             raise BenchmarkError(f"model {label} records no default steps; pass --steps")
         t_max = max_steps or curve_default or 2 * (horizon or t)
+        label += f"+se{self_ensemble}" if self_ensemble > 1 else ""
         if any(s.label == label for s in specs):
             label = f"{label}#{len(specs) + 1}"
         specs.append(ModelSpec(label, name, digest, int(t), int(t_max), horizon, rim.config.channels,
-                               rim.config.arch, rim))
+                               rim.config.arch, rim, self_ensemble))
     return specs
 
 
@@ -170,13 +177,13 @@ def run_rim(spec: ModelSpec, y_img: np.ndarray, operator, sigma01: float, device
     same = spec.max_steps == spec.steps
     step = quantum(np.uint8)  # results are scored as 8-bit images, as `rim` saves them for 8-bit inputs
     t0 = time.perf_counter()
-    res = restore(y, operator, sigma01, spec.model, spec.steps, return_steps=curve and same, device=device,
-                  out_step=step)
+    opts = dict(device=device, out_step=step, self_ensemble=spec.self_ensemble)
+    res = restore(y, operator, sigma01, spec.model, spec.steps, return_steps=curve and same, **opts)
     seconds = time.perf_counter() - t0
     every = None
     if curve:
         steps = res.steps if same else restore(y, operator, sigma01, spec.model, spec.max_steps, return_steps=True,
-                                               device=device, out_step=step).steps
+                                               **opts).steps
         every = [_from_batch(back(s)) for s in steps]
     return RimRun(_from_batch(back(res.image)), seconds, every)
 

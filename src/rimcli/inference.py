@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from .errors import InputError, RimError
 from .io import GRAY_LEVELS
 from .model import RIM
-from .operators import Denoise, LinearOperator, SigmaLike, _bcast, as_sigma
+from .operators import DIHEDRAL, Denoise, LinearOperator, SigmaLike, _bcast, as_sigma, dihedral, dihedral_inverse
 from .runtime import tune_allocator
 
 #: denoising at or below this noise std (gray levels) is guarded by `sure_blend` (one more run in the
 #: same batch): light noise is where a learned prior most often removes detail along with the noise
 SURE_MAX_SIGMA = 5.0
+#: self-ensemble sizes: the first 2 (a mirror), 4 (mirrors) or all 8 symmetries of the square
+SELF_ENSEMBLES = (1, 2, 4, DIHEDRAL)
 #: x_0 is clamped to [LINK_EPS, 1 - LINK_EPS] before the logit so eta_0 stays finite
 LINK_EPS = 1e-3
 
@@ -142,6 +146,7 @@ def restore(
     on_tile: Callable[[int, int], None] | None = None,
     sure: bool = True,
     out_step: float = 0.0,
+    self_ensemble: int = 1,
 ) -> Restored:
     """Reconstruct x from y = A x + n with `steps` RIM iterations.
 
@@ -156,10 +161,16 @@ def restore(
     is kept. The default overlap (None) is `receptive_depth`: each kept pixel then sees all the
     context it would see in a whole-image run, so the tiled result equals the untiled one (no
     seams) for any weights; about 5 pixels per step for denoising (40 at 8 steps). A smaller
-    overlap trades that exactness for speed. Results are returned on the CPU as float32 in [0, 1]."""
+    overlap trades that exactness for speed. Results are returned on the CPU as float32 in [0, 1].
+
+    `self_ensemble` n > 1 restores the measurement mirrored (n = 2, 4) or also transposed (n = 8)
+    n ways (`SELF_ENSEMBLES`, the operator transformed alike) and averages the results mapped back,
+    as EDSR's "+" models do: n times the time, and a result equivariant under those n symmetries
+    (up to the guarded low-noise blend, whose random probe keeps the input's orientation)."""
     s = as_sigma(sigma, y.shape[0], y)
+    operators = ensemble_operators(operator, self_ensemble)
     if not (sure and isinstance(operator, Denoise) and float(s.max()) <= SURE_MAX_SIGMA / GRAY_LEVELS):
-        return _restore(y, operator, s, model, steps, return_steps, tile, tile_overlap, device, precision, on_tile)
+        return _restore(y, operators, s, model, steps, return_steps, tile, tile_overlap, device, precision, on_tile)
     y = y.float().cpu()
     if float(s.max()) == 0:  # noise-free by the user's word: SURE's best blend is the input itself
         out = y.clamp(0.0, 1.0)
@@ -173,7 +184,7 @@ def restore(
     resolve_precision(precision, resolve_device(device))  # a bad choice still fails as it would unguarded
     # always fp32: the probe (a tenth of sigma, ~1e-4) is below bf16's resolution near 0.5 (~4e-3),
     # so half precision would blur the divergence estimate the blend rests on
-    both = _restore(torch.cat([y, y + eps * probe]), operator, torch.cat([s, s]), model, steps, return_steps,
+    both = _restore(torch.cat([y, y + eps * probe]), operators, torch.cat([s, s]), model, steps, return_steps,
                     tile, tile_overlap, device, "fp32", on_tile)  # the probe run rides in the same batch
 
     def blend(x: torch.Tensor) -> torch.Tensor:
@@ -182,7 +193,42 @@ def restore(
     return Restored(blend(both.image), [blend(x) for x in both.steps] if both.steps is not None else None)
 
 
-def _restore(
+def check_self_ensemble(n: object) -> int:
+    """A self-ensemble size offered (`SELF_ENSEMBLES`), as an int, or an `InputError`."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or int(n) not in SELF_ENSEMBLES:
+        raise InputError(f"self-ensemble must be one of {', '.join(map(str, SELF_ENSEMBLES))}, got {n!r}")
+    return int(n)
+
+
+def ensemble_operators(operator: LinearOperator, n: int) -> list[LinearOperator]:
+    """The operator under each of the first n symmetries (`operators.dihedral`), or a clear error."""
+    n = check_self_ensemble(n)
+    ops = [operator] + [operator.dihedral(g) for g in range(1, n)]
+    if None in ops:
+        raise InputError(f"operator {operator.name!r} has no self-ensemble (its measurement is not symmetric)")
+    return ops
+
+
+def _restore(y: torch.Tensor, operators: list[LinearOperator], *args: Any) -> Restored:
+    """`_restore_once(y, operator, *args)` under each of `operators` (`ensemble_operators`), the
+    measurement transformed alike, the results mapped back and averaged. `args` end with
+    `_restore_once`'s on_tile, which then counts the tiles of all the runs."""
+    n = len(operators)
+    if n == 1:
+        return _restore_once(y, operators[0], *args)
+    *rest, on_tile = args
+    total: list[torch.Tensor] = []
+    for g, op in enumerate(operators):
+        tick = None if on_tile is None else (lambda done, of, g=g: on_tile(g * of + done, n * of))
+        r = _restore_once(dihedral(y, g).contiguous(), op, *rest, tick)
+        outs = [dihedral_inverse(x, g) for x in [r.image, *(r.steps or [])]]
+        total = outs if not total else [a + b for a, b in zip(total, outs, strict=True)]
+        kept_steps = r.steps is not None
+    image, *every = (x / n for x in total)
+    return Restored(image, every if kept_steps else None)
+
+
+def _restore_once(
     y: torch.Tensor,
     operator: LinearOperator,
     sigma: SigmaLike,

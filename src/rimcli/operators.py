@@ -8,6 +8,7 @@ the inference code tile any operator the same way.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,6 +40,29 @@ def _bcast(v: torch.Tensor, ndim: int) -> torch.Tensor:
 
 
 _SQRT_HALF_PI = math.sqrt(math.pi / 2)
+
+
+#: the symmetries of the square (the dihedral group D4), g = 0..7: bit 0 flips left-right, bit 1
+#: flips up-down, bit 2 then transposes. The first 2 and 4 keep the image's shape; 8 is the group.
+DIHEDRAL = 8
+
+
+def dihedral(x: torch.Tensor, g: int) -> torch.Tensor:
+    """Transform g of the last two (spatial) dimensions."""
+    if g & 1:
+        x = x.flip(-1)
+    if g & 2:
+        x = x.flip(-2)
+    return x.transpose(-2, -1) if g & 4 else x
+
+
+def dihedral_inverse(x: torch.Tensor, g: int) -> torch.Tensor:
+    """Undoes `dihedral(x, g)`."""
+    if g & 4:
+        x = x.transpose(-2, -1)
+    if g & 2:
+        x = x.flip(-2)
+    return x.flip(-1) if g & 1 else x
 
 
 def censored_residual(y: torch.Tensor, ax: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
@@ -128,6 +152,12 @@ class LinearOperator:
     def to(self, device: torch.device | str) -> LinearOperator:
         return self
 
+    def dihedral(self, g: int) -> LinearOperator | None:
+        """The operator that measures transformed images as this one measures the originals:
+        A_g(dihedral(x, g)) == dihedral(A x, g). What the self-ensemble restores a flipped or
+        transposed measurement with; None where there is none (the default)."""
+        return None
+
     def describe(self) -> dict:
         return {"operator": self.name}
 
@@ -147,6 +177,9 @@ class Denoise(LinearOperator):
 
     def init(self, y: torch.Tensor) -> torch.Tensor:
         return y
+
+    def dihedral(self, g: int) -> Denoise:
+        return self
 
 
 class Downsample(LinearOperator):
@@ -174,6 +207,11 @@ class Downsample(LinearOperator):
 
     def init(self, y: torch.Tensor) -> torch.Tensor:
         return resize.imresize(y, float(self.scale))  # MATLAB bicubic upscale
+
+    def dihedral(self, g: int) -> Downsample:
+        # MATLAB's sampling grid is symmetric about the image centre (sides are multiples of the
+        # scale), its border replicated, its kernel symmetric and the same along both axes
+        return self
 
     def describe(self) -> dict:
         return {"operator": self.name, "scale": self.scale}
@@ -290,6 +328,13 @@ class Blur(LinearOperator):
     def to(self, device: torch.device | str) -> Blur:
         self.kernel = self.kernel.to(device)
         return self
+
+    def dihedral(self, g: int) -> Blur:
+        """The same blur of the transformed scene: the kernel transformed alike (reflected
+        borders are symmetric too)."""
+        op = copy.copy(self)
+        op.kernel = dihedral(self.kernel, g).contiguous()
+        return op
 
     def describe(self) -> dict:
         d = {"operator": self.name, "kernel_size": list(self.kernel.shape)}

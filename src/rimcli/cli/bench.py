@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import shlex
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,9 @@ def benchmark_cmd(
     steps: int | None = typer.Option(None, "--steps", min=1, help="RIM steps for the headline figure (default: the model's)"),
     max_steps: int | None = typer.Option(None, "--max-steps", min=1,
                                          help="convergence curve length (default 2x the training horizon; 50 for projections)"),
+    self_ensemble: int = typer.Option(1, "--self-ensemble", help="run each RIM on 2 or 4 mirrored, or 8 mirrored and "
+                                      "transposed copies of each input and average (labelled NAME+seN; not for "
+                                      "projections)"),
     device: str = typer.Option("auto", "--device", "-g", help="auto, cpu, cuda or cuda:N"),
     limit: int | None = typer.Option(None, "--limit", min=1, help="first N images only (quick runs)"),
     baselines_opt: str | None = typer.Option(None, "--baselines", help="comma list: bm3d,nlm,tv,wavelet (denoising; "
@@ -156,16 +160,16 @@ def benchmark_cmd(
     common = {"--data": data, "--device": device, "--limit": limit, "--seed": seed}
     if (blur is not None or kernel is not None) and name not in bm.DENOISE_SETS:
         fail(f"--blur and --kernel deblur a denoising set ({', '.join(bm.DENOISE_SETS)}), not {name}")
+    models = _Models(model or [], steps, max_steps, self_ensemble)
     if blur is not None or kernel is not None:
-        report = _deblur(name, blur, kernel, sigma, quantize, data, model or [], steps, max_steps, device, limit,
-                         baselines_opt, seed, common)
+        report = _deblur(name, blur, kernel, sigma, quantize, data, models, device, limit, baselines_opt, seed, common)
     elif name in bm.DENOISE_SETS:
-        report = _denoise(name, sigma, quantize, data, model or [], steps, max_steps, device, limit, baselines_opt, seed, common)
+        report = _denoise(name, sigma, quantize, data, models, device, limit, baselines_opt, seed, common)
     elif name in bm.SR_SETS:
-        report = _superres(name, sigma, scale, data, model or [], steps, max_steps, device, limit, baselines_opt, seed, common)
+        report = _superres(name, sigma, scale, data, models, device, limit, baselines_opt, seed, common)
     else:
-        report = _projections(sigma, data, model or [], steps, max_steps, device, limit, baselines_opt, seed, patches,
-                              ensembles, ratios, batch, common)
+        report = _projections(sigma, data, models, device, limit, baselines_opt, seed, patches, ensembles, ratios,
+                              batch, common)
     _print_summary(report, console if is_stdout(json_path) else out)  # stdout holds the JSON then
     written = benchmark_report.write_outputs(report, out_dir) if out_dir else []
     if is_stdout(json_path):
@@ -177,8 +181,24 @@ def benchmark_cmd(
         console.print(f"wrote {p}")
 
 
-def _model_opts(specs: list, steps: int | None, max_steps: int | None) -> dict[str, Any]:
-    return {"--model": [s.name for s in specs], "--steps": steps, "--max-steps": max_steps}
+@dataclass
+class _Models:
+    """The RIMs to score and how: the model flags of `rim benchmark`."""
+
+    names: list[str]
+    steps: int | None
+    max_steps: int | None
+    self_ensemble: int = 1
+
+    def load(self, task: str, channels: int, curve_default: int | None = None) -> list:
+        from .. import benchmark as bm
+
+        return bm.load_models(self.names, task, channels, self.steps, self.max_steps, curve_default, self.self_ensemble)
+
+    def opts(self, specs: list) -> dict[str, Any]:
+        """The flags as the report's command line gives them (names resolved to the models run)."""
+        return {"--model": [s.name for s in specs], "--steps": self.steps, "--max-steps": self.max_steps,
+                "--self-ensemble": self.self_ensemble if self.self_ensemble > 1 else None}
 
 
 def _run_with_progress(fn: Callable[[Callable[[str, int, int], None]], list[dict]]) -> list[dict]:
@@ -187,9 +207,8 @@ def _run_with_progress(fn: Callable[[Callable[[str, int, int], None]], list[dict
         return fn(update)
 
 
-def _denoise(name: str, sigma: str | None, quantize: bool, data: Path | None, models: list[str], steps: int | None,
-             max_steps: int | None, device: str, limit: int | None, baselines_opt: str | None, seed: int,
-             common: dict) -> dict:
+def _denoise(name: str, sigma: str | None, quantize: bool, data: Path | None, models: _Models, device: str,
+             limit: int | None, baselines_opt: str | None, seed: int, common: dict) -> dict:
     from .. import baselines, datasets
     from .. import benchmark as bm
 
@@ -199,18 +218,17 @@ def _denoise(name: str, sigma: str | None, quantize: bool, data: Path | None, mo
         fail("denoising needs sigma > 0")
     names = _baseline_names(baselines_opt, baselines.DENOISERS, "denoising baseline", baselines.denoiser)
     folder = datasets.locate(name, data)
-    specs = bm.load_models(models, "denoise", ds.channels, steps, max_steps)
+    specs = models.load("denoise", ds.channels)
     runs = _run_with_progress(lambda cb: bm.run_denoise(name, folder, sigmas, specs, names, seed=seed, quantize=quantize,
                                                         limit=limit, device=device, progress=cb))
-    opts = {"--sigma": ",".join(f"{s:g}" for s in sigmas), "--quantize": quantize, **_model_opts(specs, steps, max_steps),
+    opts = {"--sigma": ",".join(f"{s:g}" for s in sigmas), "--quantize": quantize, **models.opts(specs),
             "--baselines": ",".join(names) or "none", **common}
     return bm.make_report(name, "denoise", runs, specs, names, folder=folder, seed=seed,
                           command=_command_line(name, opts), device=device, extra={"quantize": quantize})
 
 
 def _deblur(name: str, blur: str | None, kernel: str | None, sigma: str | None, quantize: bool, data: Path | None,
-            models: list[str], steps: int | None, max_steps: int | None, device: str, limit: int | None,
-            baselines_opt: str | None, seed: int, common: dict) -> dict:
+            models: _Models, device: str, limit: int | None, baselines_opt: str | None, seed: int, common: dict) -> dict:
     from .. import baselines, datasets
     from .. import benchmark as bm
     from ..api import MAX_BLUR_SIGMA
@@ -229,22 +247,21 @@ def _deblur(name: str, blur: str | None, kernel: str | None, sigma: str | None, 
         fail("deblurring needs a finite sigma > 0")
     names = _baseline_names(baselines_opt, baselines.DEBLURRERS, "deblurring baseline", baselines.deblurrer)
     folder = datasets.locate(name, data)
-    specs = bm.load_models(models, "deblur", ds.channels, steps, max_steps)
+    specs = models.load("deblur", ds.channels)
     runs = _run_with_progress(lambda cb: bm.run_deblur(name, folder, blurs, sigmas, specs, names, kernels=kernels,
                                                        seed=seed, quantize=quantize, limit=limit, device=device,
                                                        progress=cb))
     opts = {"--blur": ",".join(f"{b:g}" for b in blurs) or None, "--kernel": ",".join(map(str, kernels)) or None,
             "--sigma": ",".join(f"{s:g}" for s in sigmas),
-            "--quantize": quantize, **_model_opts(specs, steps, max_steps), "--baselines": ",".join(names) or "none",
+            "--quantize": quantize, **models.opts(specs), "--baselines": ",".join(names) or "none",
             **common}
     return bm.make_report(name, "deblur", runs, specs, names, folder=folder, seed=seed,
                           command=_command_line(name, opts), device=device,
                           extra={"quantize": quantize, "blur": blurs, "kernel": list(map(str, kernels))})
 
 
-def _superres(name: str, sigma: str | None, scale: str, data: Path | None, models: list[str], steps: int | None,
-              max_steps: int | None, device: str, limit: int | None, baselines_opt: str | None, seed: int,
-              common: dict) -> dict:
+def _superres(name: str, sigma: str | None, scale: str, data: Path | None, models: _Models, device: str,
+              limit: int | None, baselines_opt: str | None, seed: int, common: dict) -> dict:
     from .. import baselines, datasets
     from .. import benchmark as bm
 
@@ -261,18 +278,18 @@ def _superres(name: str, sigma: str | None, scale: str, data: Path | None, model
     folder = datasets.locate(name, data, scales[0])
     for s in scales[1:]:
         datasets.locate(name, folder, s)  # every requested scale must be there
-    specs = bm.load_models(models, "superres", 3, steps, max_steps)
+    specs = models.load("superres", 3)
     runs = _run_with_progress(lambda cb: bm.run_sr(name, folder, scales, specs, names, sigma=sigmas[0], limit=limit,
                                                    device=device, progress=cb))
     opts = {"--scale": ",".join(map(str, scales)), "--sigma": f"{sigmas[0]:g}" if sigmas[0] else None,
-            **_model_opts(specs, steps, max_steps), "--baselines": ",".join(names) or "none", **common}
+            **models.opts(specs), "--baselines": ",".join(names) or "none", **common}
     return bm.make_report(name, "superres", runs, specs, names, folder=folder, seed=seed,
                           command=_command_line(name, opts), device=device, extra={"sigma": sigmas[0]})
 
 
-def _projections(sigma: str | None, data: Path | None, models: list[str], steps: int | None, max_steps: int | None,
-                 device: str, limit: int | None, baselines_opt: str | None, seed: int, patches: int, ensembles: str,
-                 ratios: str, batch: int, common: dict) -> dict:
+def _projections(sigma: str | None, data: Path | None, models: _Models, device: str, limit: int | None,
+                 baselines_opt: str | None, seed: int, patches: int, ensembles: str, ratios: str, batch: int,
+                 common: dict) -> dict:
     from .. import benchmark as bm
     from .. import datasets
 
@@ -287,12 +304,12 @@ def _projections(sigma: str | None, data: Path | None, models: list[str], steps:
     if any(not 0 < r <= 1 for r in rs):
         fail("ratios must lie in (0, 1]")
     folder = datasets.locate("bsd68", data)
-    specs = bm.load_models(models, "cs", 1, steps, max_steps, curve_default=bm.CS_MAX_STEPS)
+    specs = models.load("cs", 1, curve_default=bm.CS_MAX_STEPS)
     runs = _run_with_progress(lambda cb: bm.run_projections(folder, specs, ensembles=kinds, ratios=rs, patches=patches,
                                                             sigma01=sigma01, seed=seed, batch=batch, limit=limit,
                                                             device=device, progress=cb))
     opts = {"--sigma": f"{sigmas[0]:g}", "--patches": patches, "--ensembles": ",".join(kinds), "--ratios": ratios,
-            "--batch": batch, **_model_opts(specs, steps, max_steps), **common}
+            "--batch": batch, **models.opts(specs), **common}
     return bm.make_report(bm.PROJECTIONS, "cs", runs, specs, [], folder=folder, seed=seed,
                           command=_command_line(bm.PROJECTIONS, opts), device=device,
                           extra={"sigma": sigma01, "patches": patches, "patch": bm.PATCH})

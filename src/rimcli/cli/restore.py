@@ -68,6 +68,8 @@ _HELP = {
     "fp32": "Full precision on GPU (the default there is half precision).",
     "tile": "Tile size in output pixels, 0 = whole image.",
     "tile_overlap": "Context pixels around each tile.",
+    "self_ensemble": "Restore 2 or 4 mirrored copies of the input, or 8 mirrored and transposed, and average "
+                     "(EDSR's self-ensemble; not for cs): that many times slower, usually a little better.",
     "seed": "Seed of the simulated noise and random projections.",
     "save_steps": "Write every step's estimate, an animated GIF and, with a ground truth, a PSNR-per-step plot to DIR/<name>/.",
 }
@@ -90,6 +92,7 @@ COMMON: list[tuple[str, Any, Any]] = [
                                         default_text="auto: tiles of 512 only where the whole image needs over ~4 GiB")], None),
     ("tile_overlap", Annotated[int | None, _opt("--tile-overlap", help=_HELP["tile_overlap"], panel=_RUN,
                                                 default_text="the model's reach over the steps (seamless)")], None),
+    ("self_ensemble", Annotated[int, _opt("--self-ensemble", help=_HELP["self_ensemble"], panel=_RUN)], 1),
     ("seed", Annotated[int, _opt("--seed", help=_HELP["seed"], panel=_RUN)], 0),
     ("save_steps", Annotated[Path | None, _opt("--save-steps", help=_HELP["save_steps"], panel=_EVAL, default_text="off")], None),
 ]
@@ -113,6 +116,7 @@ class Common:
     fp32: bool
     tile: int | None
     tile_overlap: int | None
+    self_ensemble: int
     seed: int
     save_steps: Path | None
 
@@ -374,11 +378,12 @@ def _check_writable(target: Path, what: str) -> None:
 def _preflight(problem: Problem, options: Options, c: Common, reference: Path | None) -> None:
     """Every check that can fail before any file is touched: each is a usage error (exit 2)."""
     from ..api import load_model
-    from ..inference import resolve_device
+    from ..inference import ensemble_operators, resolve_device
 
     problem.check()
-    problem.operator()  # builds it once: a bad kernel file is a usage error, found before any work
+    op = problem.operator()  # builds it once: a bad kernel file is a usage error, found before any work
     options.check()
+    ensemble_operators(op, options.self_ensemble)
     resolve_device(c.device)
     if reference is not None and problem.simulate:
         fail("--reference and --simulate exclude each other (a simulation is its own reference)")
@@ -399,6 +404,7 @@ def _run(problem: Problem, c: Common, default_suffix: str, reference: Path | Non
         tile=c.tile,
         tile_overlap=c.tile_overlap,
         return_steps=c.save_steps is not None,
+        self_ensemble=c.self_ensemble,
     )
     ext = _parse_ext(c.ext)
     _preflight(problem, options, c, reference)
@@ -552,7 +558,7 @@ class _Progress:
             console=console, transient=True, disable=not enabled,
         )
         self.files = self.bar.add_task("files", total=total)
-        self.tiles = self.bar.add_task("  tiles", total=1, visible=False)
+        self.tiles = self.bar.add_task("  passes", total=1, visible=False)  # tiles x self-ensemble
 
     def __enter__(self) -> _Progress:
         self.bar.start()
@@ -662,6 +668,7 @@ def _report(problem: Problem, options: Options, records: list[dict], code: int, 
         "precision": "fp32" if amp is None else str(amp).removeprefix("torch."),
         "tile": options.tile,
         "tile_overlap": options.tile_overlap,
+        "self_ensemble": options.self_ensemble,
         "files": records,
         "ok": sum(r["error"] is None for r in records),
         "failed": sum(r["error"] is not None for r in records),
