@@ -207,8 +207,9 @@ class Problem:
 @dataclass
 class Options:
     """How to run: steps (None: the model's default), device, precision, tiling (None: auto,
-    0: whole image), the self-ensemble (1, 2, 4 or 8 orientations averaged: `inference.restore`),
-    whether to keep every step, and a per-tile progress callback."""
+    0: whole image), the self-ensemble (1, 2, 4 or 8 orientations averaged: `inference.restore`;
+    checked with the operator, by `inference.ensemble_operators`), whether to keep every step, and
+    a per-tile progress callback."""
 
     steps: int | None = None
     device: str = "auto"
@@ -226,9 +227,6 @@ class Options:
             raise InputError(f"tile must be >= 0 (0 = whole image), got {self.tile}")
         if self.tile_overlap is not None and self.tile_overlap < 0:
             raise InputError(f"tile overlap must be >= 0, got {self.tile_overlap}")
-        from .inference import check_self_ensemble
-
-        check_self_ensemble(self.self_ensemble)
 
 
 @dataclass
