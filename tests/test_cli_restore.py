@@ -206,13 +206,15 @@ def test_self_ensemble_runs_and_is_reported(work: Path) -> None:
     assert one.shape == eight.shape == (H, W, 3) and (one != eight).any()
 
 
-@pytest.mark.parametrize(("args", "message"), [(("denoise", "--self-ensemble", 3), "self-ensemble must be one of 1, 2, 4, 8"),
-                                               (("cs", "--self-ensemble", 2), "operator 'cs' has no self-ensemble")])
-def test_a_self_ensemble_that_cannot_be_is_a_usage_error(work: Path, args: tuple, message: str) -> None:
+def test_a_self_ensemble_that_cannot_be_is_a_usage_error(work: Path) -> None:
     src = save(work / "a.png", rand((64, 64)))
-    code, _, err = rim(*args[:1], src, *args[1:], "--steps", 1, "-o", "o")
-    assert code == 2 and message in one_error_line(err)
+    code, _, err = rim("denoise", src, "--self-ensemble", 3, "--steps", 1, "-o", "o")
+    assert code == 2 and "self-ensemble must be one of 1, 2, 4, 8" in one_error_line(err)
+    # a projection has no symmetry: cs does not offer the flag at all
+    code, _, err = rim("cs", src, "--self-ensemble", 2, "--steps", 1, "-o", "o")
+    assert code == 2 and "No such option: --self-ensemble" in err
     assert files_in(work / "o") == []
+    assert "--self-ensemble" not in rim("cs", "--help")[1] and "--self-ensemble" in rim("denoise", "--help")[1]
 
 
 # --------------------------------------------------------------------------- evaluation

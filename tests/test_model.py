@@ -130,6 +130,31 @@ def test_conv_gru_is_the_textbook_gru(kernel: int) -> None:
     torch.testing.assert_close(gru(x, None), gru(x, torch.zeros_like(h)), rtol=0, atol=1e-6)
 
 
+
+@pytest.mark.parametrize("state", ["zero", "given"])
+def test_conv_gru_gradients_are_the_textbook_grus(state: str) -> None:
+    """The in-place kernels (sigmoid_, tanh as 2 sigmoid(2a) - 1) leave autograd intact: gradients
+    on the input, the state and every weight equal the textbook GRU's, also where tanh saturates."""
+    torch.manual_seed(0)
+    gru = ConvGRU(3, 5)
+    x = (10 * torch.randn(2, 3, 6, 7)).requires_grad_()  # large: many gates and candidates saturate
+    h = torch.randn(2, 5, 6, 7).tanh().requires_grad_()
+    w = torch.randn(2, 5, 6, 7)
+
+    def textbook() -> torch.Tensor:
+        hh = h if state == "given" else torch.zeros_like(h)
+        z, r = torch.sigmoid(gru.gates(torch.cat([x, hh], 1))).chunk(2, 1)
+        n = torch.tanh(gru.cand_x(x) + r * gru.cand_h(hh))
+        return (1 - z) * n + z * hh
+
+    def grads(out: torch.Tensor) -> list[torch.Tensor]:
+        inputs = [x, h, *gru.parameters()] if state == "given" else [x, gru.gates.weight, gru.cand_x.weight]
+        return torch.autograd.grad((out * w).sum(), inputs)
+
+    ours = grads(gru(x, h if state == "given" else None))
+    for a, b in zip(ours, grads(textbook()), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_the_first_step_skips_the_zero_state_and_computes_the_same(arch: str) -> None:
     """init_state is None per state (the GRUs skip it): the update and the next state equal those

@@ -213,3 +213,13 @@ def test_tasks_imports_no_upper_layer() -> None:
     tree = ast.parse(Path(tasks.__file__).read_text())
     names = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 1}
     assert names <= {"operators", "metrics", "resize", "errors", "io"}, names
+
+
+def test_a_task_named_twice_weighs_the_mix_but_is_validated_once() -> None:
+    """Each batch draws one entry of `tasks()`, so naming denoise twice gives it 2/3 of the batches
+    of a 3task,denoise,denoise run; its held-out settings are those of 3task,denoise."""
+    twice = training.TrainConfig(task="3task,denoise,denoise", clip_fraction=0.5, patch=64)
+    once = training.TrainConfig(task="3task,denoise", clip_fraction=0.5)
+    twice.validate()
+    assert twice.tasks() == ["cs", "denoise", "denoise"]
+    assert training.validation_set(twice) == training.validation_set(once)

@@ -44,7 +44,8 @@ def setting(default: Any = MISSING, *, help: str, flags: tuple[str, ...] = (), p
 class TrainConfig:
     """Every setting of a run; the order is that of `rim train --help`."""
 
-    task: str = setting("denoise", help="denoise, superres, cs, 3task or deblur; a comma list trains one model.")
+    task: str = setting("denoise", help="denoise, superres, cs, 3task or deblur; a comma list trains one model "
+                                                     "(each batch draws one; a task named twice is drawn twice as often).")
     channels: int = setting(1, help="1 (gray) or 3 (RGB).")
     data: str = setting("", path=True, help="Folder of training images (decoded once, kept in memory).")
     val: str | None = setting(None, path=True,

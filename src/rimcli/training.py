@@ -207,7 +207,7 @@ def lr_factor(cfg: TrainConfig, it: int) -> float:
 def validation_set(cfg: TrainConfig) -> list[tuple[str, dict]]:
     """Fixed evaluation settings per task: (label, settings)."""
     sets = []
-    for task in cfg.tasks():
+    for task in dict.fromkeys(cfg.tasks()):  # a task named twice weighs the mix, not the validation
         if task == "denoise":
             sets += [(f"denoise_s{s:g}", {"task": task, "sigma": s}) for s in DENOISE_TEST_SIGMAS]
             if cfg.clip_fraction > 0:  # a run that trains on 8-bit files is picked on them too

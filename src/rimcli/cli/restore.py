@@ -69,7 +69,7 @@ _HELP = {
     "tile": "Tile size in output pixels, 0 = whole image.",
     "tile_overlap": "Context pixels around each tile.",
     "self_ensemble": "Restore 2 or 4 mirrored copies of the input, or 8 mirrored and transposed, and average "
-                     "(EDSR's self-ensemble; not for cs): that many times slower, usually a little better.",
+                     "(EDSR's self-ensemble): that many times slower, usually a little better.",
     "seed": "Seed of the simulated noise and random projections.",
     "save_steps": "Write every step's estimate, an animated GIF and, with a ground truth, a PSNR-per-step plot to DIR/<name>/.",
 }
@@ -121,18 +121,21 @@ class Common:
     save_steps: Path | None
 
 
-def _restore_command(func: Callable[..., None]) -> Callable[..., None]:
+def _restore_command(func: Callable[..., None] | None = None, *, without: tuple[str, ...] = ()) -> Any:
     """Give a command the shared flags (Typer reads the signature built here); the command
-    receives them bundled as `common=Common(...)`."""
+    receives them bundled as `common=Common(...)`. Flags named in `without` mean nothing for the
+    command: they are left out of its help and keep their defaults."""
+    if func is None:
+        return functools.partial(_restore_command, without=without)
     kw = inspect.Parameter.KEYWORD_ONLY  # keyword-only: required and defaulted may mix in any order
     own = [p.replace(kind=kw) for p in inspect.signature(func, eval_str=True).parameters.values() if p.name != "common"]
-    shared = [inspect.Parameter(name, kw, annotation=ann, default=default) for name, ann, default in COMMON]
+    shared = [inspect.Parameter(name, kw, annotation=ann, default=default) for name, ann, default in COMMON
+              if name not in without]
     params = [inspect.Parameter("inputs", kw, annotation=Inputs), *own, *shared]
-    names = ["inputs", *(name for name, _, _ in COMMON)]
 
     @functools.wraps(func)
     def wrapper(**kwargs: Any) -> None:
-        common = Common(**{n: kwargs.pop(n) for n in names})
+        common = Common(kwargs.pop("inputs"), **{n: kwargs.pop(n, default) for n, _, default in COMMON})
         func(common=common, **kwargs)
 
     wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
@@ -198,7 +201,7 @@ def deblur(
 
 @app.command()
 @handle_errors
-@_restore_command
+@_restore_command(without=("self_ensemble",))  # a projection has no symmetry to average over
 def cs(
     ensemble: Annotated[str, typer.Option("--ensemble", help="Projections: gaussian, binary or fourier.")] = Problem.ensemble,
     ratio: Annotated[float, typer.Option("--ratio", help="Measurements per pixel of a 32x32 block, in (0, 1].")] = Problem.ratio,
