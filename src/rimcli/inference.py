@@ -223,9 +223,8 @@ def _restore(y: torch.Tensor, operators: list[LinearOperator], *args: Any) -> Re
         r = _restore_once(dihedral(y, g).contiguous(), op, *rest, tick)
         outs = [dihedral_inverse(x, g) for x in [r.image, *(r.steps or [])]]
         total = outs if not total else [a + b for a, b in zip(total, outs, strict=True)]
-        kept_steps = r.steps is not None
     image, *every = (x / n for x in total)
-    return Restored(image, every if kept_steps else None)
+    return Restored(image, every or None)  # steps >= 1, so kept steps are never an empty list
 
 
 def _restore_once(
