@@ -46,13 +46,16 @@ Protocols (each table states its variant):
 - Super-resolution (Set5, Set14, BSD100): the datasets' MATLAB-bicubic LR files; Y of MATLAB
   `rgb2ycbcr` rounded to uint8 (Huang et al.), `scale` pixels shaved per border. Under this protocol
   MATLAB-bicubic upscaling scores 29.55 / 27.20 / 25.96 dB on BSD100 x2/x3/x4 and 33.64 dB on Set5 x2,
-  the published figures, which the test suite checks on the full sets.
+  the published figures, which the test suite checks on the full sets (the bicubic baseline rows
+  round once where MATLAB rounds twice, hence 33.65 there).
 - Random projections: seeded random 32x32 BSD68 patches, one sensing matrix per patch (rows of unit
   norm), measurement noise sigma 0.01 on [0,1] unless stated; PSNR with peak 1, mean ± std.
 
 Runs made with `--limit N` cover only the first N images; the summary's `images` column says so.
 A model labelled NAME+seN ran with `--self-ensemble N`: the input mirrored and turned N ways (N = 8:
 every flip and quarter turn), each restored, the results turned back and averaged; its time is N runs'.
+A model labelled NAME#N is another file run under the same name beside it; the summary gives the
+start of its sha256, as does its report section.
 """
 
 SKELETON = """
@@ -109,6 +112,13 @@ def _figures(row: dict) -> str:
     return text
 
 
+def _which(report: dict, label: str) -> str:
+    """The file's sha256 prefix for a NAME#N label (a second file under one name, which another
+    run may give to another file), so a summary row names what it measured; else nothing."""
+    sha = next((m.get("sha256") for m in report.get("models", []) if m.get("label") == label), None)
+    return f"{sha[:8]}, " if "#" in label and sha else ""
+
+
 def headline(found: list[tuple[Path, dict]], whole_sets_only: bool = False) -> str:
     """One row per (benchmark, setting, RIM): its figures beside the best baseline's."""
     rows = ["| set | setting | images | RIM (model, T): PSNR / SSIM | best baseline: PSNR / SSIM | RIM s/image |",
@@ -127,7 +137,7 @@ def headline(found: list[tuple[Path, dict]], whole_sets_only: bool = False) -> s
                 if r.get("timed_steps"):
                     sec += f" ({r['timed_steps']} steps, per patch)"
                 rows.append(f"| {rep['benchmark']} | {run['label']}{quantised} | {covered} | "
-                            f"{r['method']} (T={r.get('steps')}) {_figures(r)} | {b} | {sec} |")
+                            f"{r['method']} ({_which(rep, r['method'])}T={r.get('steps')}) {_figures(r)} | {b} | {sec} |")
     return "\n".join(rows)
 
 

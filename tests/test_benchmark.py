@@ -362,7 +362,7 @@ def test_a_self_ensemble_is_its_own_row_and_not_the_files_figure(tiny_weights: P
     gray = {m["name"]: m["sha256"] for m in json.loads((tiny_weights / "manifest.json").read_text())["models"]}
     assert set(found) == {gray["rim-gray-denoise"]}  # rim-3task ran only as an ensemble
     assert "--self-ensemble" not in found[gray["rim-gray-denoise"]]["bsd68"]["sigma=25"]["command"]
-    for args, message in ((["projections", "--self-ensemble", "2", "--data", str(data)], "projections have no self"),
+    for args, message in ((["projections", "--self-ensemble", "2", "--data", str(data)], "the cs task has no self-ensemble"),
                           (["bsd68", "--self-ensemble", "3", "--data", str(data)], "self-ensemble must be one of")):
         r = _run(args, code=2)
         assert message in r.stderr and r.stderr.count("\n") == 1
@@ -454,6 +454,19 @@ def test_make_benchmarks_md(tiny_weights: Path, tmp_path: Path) -> None:
     assert mk.update_readme_rows(readme, ["| bsd68 | sigma=50 | 68 | new |  |  |", kept_row.replace("35.97", "36.50")])
     assert readme.read_text().count("| set5 | x2 |") == 1 and "36.50" in readme.read_text()
     assert "| bsd68 | sigma=50 | 68 | new |" in readme.read_text() and readme.read_text().endswith(f"{mk.END}\nrest\n")
+
+
+def test_summary_names_a_second_file_under_one_name_by_its_sha() -> None:
+    mk = _script("make_benchmarks_md")
+    rim = {"kind": "rim", "psnr": 30.0, "ssim": 0.9, "seconds": 1.0, "steps": 4}
+    rep = {"benchmark": "bsd68", "protocol": {}, "runs": [{"label": "sigma=25", "images": ["a"] * 68, "summary": [
+        {**rim, "method": "rim-gray-denoise"}, {**rim, "method": "rim-gray-denoise#2"}]}],
+        "models": [{"label": "rim-gray-denoise", "sha256": "a" * 64},
+                   {"label": "rim-gray-denoise#2", "sha256": "0123456789" + "b" * 54}]}
+    rows = mk.headline([(Path("r.json"), rep)]).split("\n")[2:]
+    assert [r.split(" | ")[3] for r in rows] == ["rim-gray-denoise (T=4) 30.00 / 0.9000",
+                                                  "rim-gray-denoise#2 (01234567, T=4) 30.00 / 0.9000"]
+    assert len({mk._row_key(r) for r in rows}) == 2
 
 
 def test_bench_speed_script(tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

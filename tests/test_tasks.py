@@ -223,3 +223,20 @@ def test_a_task_named_twice_weighs_the_mix_but_is_validated_once() -> None:
     twice.validate()
     assert twice.tasks() == ["cs", "denoise", "denoise"]
     assert training.validation_set(twice) == training.validation_set(once)
+
+
+def test_self_ensemble_tasks_are_those_whose_operators_flip() -> None:
+    import typer.main
+
+    from rimcli.cli import _register, app
+
+    _register()
+    made = {"denoise": tasks.denoise_operator(), "superres": tasks.superres_operator(2),
+            "deblur": tasks.deblur_operator(1.0), "cs": tasks.cs_operator("gaussian", 0.25, seed=0)}
+    assert sorted(made) == sorted(tasks.TASKS)
+    commands = typer.main.get_command(app).commands
+    for name, op in made.items():
+        flips = op.dihedral(1) is not None
+        assert flips == (name in tasks.SELF_ENSEMBLE_TASKS), name
+        offered = any(p.name == "self_ensemble" for p in commands[name].params)
+        assert offered == flips, name

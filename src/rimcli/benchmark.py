@@ -117,10 +117,12 @@ def load_models(names: list[str], task: str, channels: int, steps: int | None, m
     `max_steps`, else `curve_default`, else twice the training horizon, else twice the steps.
     `self_ensemble` > 1 runs each model so (labelled NAME+seN); projections have none."""
     from .inference import check_self_ensemble
+    from .tasks import SELF_ENSEMBLE_TASKS
     from .weights import default_model, recorded_steps, resolve, sha256, training_horizon
 
-    if check_self_ensemble(self_ensemble) > 1 and task == "cs":
-        raise BenchmarkError("projections have no self-ensemble (a flipped block is not what was measured)")
+    if check_self_ensemble(self_ensemble) > 1 and task not in SELF_ENSEMBLE_TASKS:
+        # refused before any data loads; `inference.ensemble_operators` would refuse it per image
+        raise BenchmarkError(f"the {task} task has no self-ensemble (a flipped measurement is not what was measured)")
 
     names = list(names) or [default_model(task, channels)]
     specs: list[ModelSpec] = []

@@ -53,6 +53,9 @@ DEFAULT_SIGMA = {"denoise": 25.0, "superres": 0.0, "deblur": 1.0, "cs": 0.0}
 TRAIN_SIGMA_RANGE = {"denoise": (0.0, 75.0), "superres": (0.0, 2.0), "cs": (0.0, 50.0), "deblur": (0.0, 25.0)}
 #: the denoising noise levels of the published tables (benchmark default, training validation)
 DENOISE_TEST_SIGMAS = (15.0, 25.0, 50.0)
+#: tasks whose measurement a flip or rotation maps to a measurement of the flipped image, so a
+#: self-ensemble can average over orientations (`LinearOperator.dihedral`); a projected block has none
+SELF_ENSEMBLE_TASKS = ("denoise", "superres", "deblur")
 
 
 # --------------------------------------------------------------------------- operators

@@ -201,7 +201,7 @@ def deblur(
 
 @app.command()
 @handle_errors
-@_restore_command(without=("self_ensemble",))  # a projection has no symmetry to average over
+@_restore_command(without=("self_ensemble",))  # not in SELF_ENSEMBLE_TASKS: a projection has no symmetry
 def cs(
     ensemble: Annotated[str, typer.Option("--ensemble", help="Projections: gaussian, binary or fourier.")] = Problem.ensemble,
     ratio: Annotated[float, typer.Option("--ratio", help="Measurements per pixel of a 32x32 block, in (0, 1].")] = Problem.ratio,
