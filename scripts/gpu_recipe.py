@@ -46,6 +46,15 @@ the cosine restarts from where it is, and best.pt keeps the best validation eith
 its plan is exported from its best checkpoint. Models are listed in priority order (colour, gray,
 super-resolution, 3-task, deblurring): if time runs short, drop from the end with --models. Five small
 models leave an H100 mostly idle, hence one process per model sharing it.
+
+The second window (2026-11-24) ran the four models that have aims in issue 16 (--models
+rgb,gray,sr,3task) in three calls: --time-limit 510 (probe, then train), 480 with --fill, and 515
+with --grace 30 and --extend rgb=13000,gray=15000,sr=8000. --extend sets a plan's total
+iterations; here it cut them below the first plans, so that the cosines ended within that last call.
+1571 s of device time, counting the machine's start. Each run's log.jsonl holds its validation
+curves (to 2T); `scripts/validate_model.py RUN/config.json NAME` scores the bundled file (and,
+for a close call, the candidate: the GPU's TF32 convolutions differ slightly, here by at most
+0.001 dB in the mean) on the same held-out crops on the CPU.
 """
 
 from __future__ import annotations

@@ -10,13 +10,16 @@ Every figure comes from a results.json that `rim benchmark` wrote or a speed.jso
 machine and date. The README's table sits between `<!-- bench:start -->` and `<!-- bench:end -->`;
 nothing else in the README is touched. With `--update`, the files keep everything that was not
 re-run: each summary row whose set and setting were re-run, and each section with the same heading,
-is replaced by the new one (new ones are added).
+is replaced by the new one (new ones are added). Kept rows are kept as text: after a bundled file
+is replaced, put copies of the reports measured with the old file in the folder too, so that their
+rows are rendered again and name its sha256.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 from rimcli import datasets
@@ -55,7 +58,8 @@ Runs made with `--limit N` cover only the first N images; the summary's `images`
 A model labelled NAME+seN ran with `--self-ensemble N`: the input mirrored and turned N ways (N = 8:
 every flip and quarter turn), each restored, the results turned back and averaged; its time is N runs'.
 A model labelled NAME#N is another file run under the same name beside it; the summary gives the
-start of its sha256, as does its report section.
+start of its sha256, as does its report section. So does a summary row kept from a file that has
+since been replaced under its name (figures of an earlier version, not of the bundled file).
 """
 
 SKELETON = """
@@ -112,15 +116,31 @@ def _figures(row: dict) -> str:
     return text
 
 
-def _which(report: dict, label: str) -> str:
+def _bundled() -> dict[str, str]:
+    """Name -> sha256 of the files bundled now (the weights folder `rim benchmark` resolves names in)."""
+    from rimcli.weights import WeightsError, read_manifest
+
+    try:
+        return {e.name: e.sha256 for e in read_manifest().values()}
+    except WeightsError:
+        return {}
+
+
+def _which(report: dict, label: str, bundled: dict[str, str]) -> str:
     """The file's sha256 prefix for a NAME#N label (a second file under one name, which another
-    run may give to another file), so a summary row names what it measured; else nothing."""
+    run may give to another file), or for a file that is no longer the one bundled under its name
+    (a row kept from an earlier version), so a summary row names what it measured; else nothing."""
     sha = next((m.get("sha256") for m in report.get("models", []) if m.get("label") == label), None)
-    return f"{sha[:8]}, " if "#" in label and sha else ""
+    name = re.split(r"[#+]", label)[0]
+    replaced = sha and bundled.get(name, sha) != sha
+    return f"{sha[:8]}, " if sha and ("#" in label or replaced) else ""
 
 
-def headline(found: list[tuple[Path, dict]], whole_sets_only: bool = False) -> str:
-    """One row per (benchmark, setting, RIM): its figures beside the best baseline's."""
+def headline(found: list[tuple[Path, dict]], whole_sets_only: bool = False,
+             bundled: dict[str, str] | None = None) -> str:
+    """One row per (benchmark, setting, RIM): its figures beside the best baseline's. `bundled`
+    (name -> sha256; default: weights/manifest.json) tells which files are bundled now."""
+    bundled = _bundled() if bundled is None else bundled
     rows = ["| set | setting | images | RIM (model, T): PSNR / SSIM | best baseline: PSNR / SSIM | RIM s/image |",
             "| --- | --- | --- | --- | --- | --- |"]
     for _, rep in found:
@@ -136,8 +156,8 @@ def headline(found: list[tuple[Path, dict]], whole_sets_only: bool = False) -> s
                 sec = _seconds(r.get("seconds"))
                 if r.get("timed_steps"):
                     sec += f" ({r['timed_steps']} steps, per patch)"
-                rows.append(f"| {rep['benchmark']} | {run['label']}{quantised} | {covered} | "
-                            f"{r['method']} ({_which(rep, r['method'])}T={r.get('steps')}) {_figures(r)} | {b} | {sec} |")
+                rim = f"{r['method']} ({_which(rep, r['method'], bundled)}T={r.get('steps')}) {_figures(r)}"
+                rows.append(f"| {rep['benchmark']} | {run['label']}{quantised} | {covered} | {rim} | {b} | {sec} |")
     return "\n".join(rows)
 
 

@@ -22,6 +22,17 @@ SHARED_DATA = SHARED / "data"
 
 requires_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared data not available")
 
+
+def load_script(name: str):  # noqa: ANN201 - the loaded module
+    """A module from scripts/ (not a package), loaded by path."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 # the bundled model names and what they serve (mirrors weights/manifest.json)
 TINY_MODELS = {
     "rim-gray-denoise": (["denoise"], 1),

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from conftest import load_script
 from rimcli import baselines
 from rimcli import benchmark as bm
 from rimcli.cli import _register, app
@@ -358,7 +359,7 @@ def test_a_self_ensemble_is_its_own_row_and_not_the_files_figure(tiny_weights: P
     assert "--self-ensemble 2" in rep["command"]
     assert [s["method"] for s in rep["runs"][0]["summary"]] == ["noisy", "rim-gray-denoise+se2", "rim-3task+se2"]
     _run(["bsd68", "--sigma", "25", "--baselines", "none", "--data", str(data), "--out", str(tmp_path / "runs" / "a")])
-    found = _script("record_metrics").collect(tmp_path / "runs")  # the plain run's figures, never the ensemble's
+    found = load_script("record_metrics").collect(tmp_path / "runs")  # the plain run's figures, never the ensemble's
     gray = {m["name"]: m["sha256"] for m in json.loads((tiny_weights / "manifest.json").read_text())["models"]}
     assert set(found) == {gray["rim-gray-denoise"]}  # rim-3task ran only as an ensemble
     assert "--self-ensemble" not in found[gray["rim-gray-denoise"]]["bsd68"]["sigma=25"]["command"]
@@ -411,18 +412,8 @@ def test_an_exported_file_benchmarks_by_path_without_steps(tmp_path: Path) -> No
 # ---------------------------------------------------------------- scripts
 
 
-def _script(name: str):  # noqa: ANN202 - the loaded module
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_make_benchmarks_md(tiny_weights: Path, tmp_path: Path) -> None:
-    mk = _script("make_benchmarks_md")
+    mk = load_script("make_benchmarks_md")
     text, table = mk.build(tmp_path / "empty")
     assert "No benchmark results yet" in text and "rim benchmark bsd68" in text
     data = make_denoise_set(tmp_path / "bsd68")
@@ -457,21 +448,27 @@ def test_make_benchmarks_md(tiny_weights: Path, tmp_path: Path) -> None:
 
 
 def test_summary_names_a_second_file_under_one_name_by_its_sha() -> None:
-    mk = _script("make_benchmarks_md")
+    mk = load_script("make_benchmarks_md")
     rim = {"kind": "rim", "psnr": 30.0, "ssim": 0.9, "seconds": 1.0, "steps": 4}
     rep = {"benchmark": "bsd68", "protocol": {}, "runs": [{"label": "sigma=25", "images": ["a"] * 68, "summary": [
         {**rim, "method": "rim-gray-denoise"}, {**rim, "method": "rim-gray-denoise#2"}]}],
         "models": [{"label": "rim-gray-denoise", "sha256": "a" * 64},
                    {"label": "rim-gray-denoise#2", "sha256": "0123456789" + "b" * 54}]}
-    rows = mk.headline([(Path("r.json"), rep)]).split("\n")[2:]
+    rows = mk.headline([(Path("r.json"), rep)], bundled={"rim-gray-denoise": "a" * 64}).split("\n")[2:]
     assert [r.split(" | ")[3] for r in rows] == ["rim-gray-denoise (T=4) 30.00 / 0.9000",
                                                   "rim-gray-denoise#2 (01234567, T=4) 30.00 / 0.9000"]
     assert len({mk._row_key(r) for r in rows}) == 2
+    # a row kept from a file since replaced under its name (a self-ensemble's too) names that file
+    rep["runs"][0]["summary"][0]["method"] = rep["models"][0]["label"] = "rim-gray-denoise+se8"
+    rows = mk.headline([(Path("r.json"), rep)], bundled={"rim-gray-denoise": "c" * 64}).split("\n")[2:]
+    assert rows[0].split(" | ")[3] == "rim-gray-denoise+se8 (aaaaaaaa, T=4) 30.00 / 0.9000"
+    assert mk.headline([(Path("r.json"), rep)], bundled={}).split("\n")[2].split(" | ")[3].startswith(
+        "rim-gray-denoise+se8 (T=4)")  # a name not bundled: nothing to tell apart
 
 
-def test_bench_speed_script(tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_bench_speedload_script(tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                             capsys: pytest.CaptureFixture[str]) -> None:
-    speed = _script("bench_speed")
+    speed = load_script("bench_speed")
     out = tmp_path / "speed.json"
     monkeypatch.setattr(sys, "argv", ["bench_speed.py", "--width", "40", "--height", "32", "--repeats", "1",
                                       "--baselines", "nlm", "--device", "cpu", "--json", str(out)])
@@ -489,7 +486,7 @@ def mk_section(tmp_path: Path, speed_json: Path) -> bool:
     folder = tmp_path / "runs"
     folder.mkdir(exist_ok=True)
     (folder / "speed.json").write_text(speed_json.read_text())
-    text, _ = _script("make_benchmarks_md").build(folder)
+    text, _ = load_script("make_benchmarks_md").build(folder)
     return "## Speed" in text and "| RIM, default steps |" in text
 
 

@@ -12,8 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import load_script
 from rimcli.model import RIMConfig
-from rimcli.training import TrainConfig, TrainError, read_log, train
+from rimcli.training import TrainConfig, TrainError, read_log, train, val_score
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _synthetic_images(folder: Path, n: int = 10, size: int = 64, seed: int = 0) -> Path:
@@ -169,6 +172,24 @@ def test_cli_train_then_export(data_dir: Path, tmp_path: Path) -> None:
     first, then = entry["training"]["commands"]  # a resumed run keeps the command that set it up
     assert "--config" in first and "--resume" in then
     assert len(entry["metrics"]["validation"]["psnr_per_step"]["denoise_s25"]) == 4  # T=2, curves to 2T
+    # scripts/validate_model.py scores the exported file on the run's held-out crops as the run did
+    vm = load_script("validate_model")
+    best = [r for r in read_log(tmp_path / "run") if r.get("best")][-1]
+    found = vm.curves(tmp_path / "run" / "config.json", str(wdir / entry["file"]))
+    assert found.keys() == best["val"].keys()
+    for label, c in found.items():
+        assert c == pytest.approx(best["val"][label], abs=1e-3), label
+    assert val_score(found, 2) == pytest.approx(best["val_psnr"], abs=1e-3)
+    # other images than the run held out, or bad steps: one line, exit 2
+    other = tmp_path / "other"
+    other.mkdir()
+    for f in data_dir.iterdir():
+        (other / f"x{f.name}").write_bytes(f.read_bytes())
+    for args, message in [(["--data", str(other)], "does not hold out"), (["--steps", "4,x"], "whole numbers"),
+                          (["--steps", "5"], "1..4")]:
+        r = subprocess.run([sys.executable, str(ROOT / "scripts" / "validate_model.py"), str(tmp_path / "run" / "config.json"),
+                            str(wdir / entry["file"]), *args], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
 
     from rimcli.weights import load_file
 

@@ -233,12 +233,14 @@ def _crop_multiple(cfg: TrainConfig) -> int:
     return crop_multiple(cfg.tasks(), cfg.scales)
 
 
-def _val_batch(cfg: TrainConfig, images: list[torch.Tensor]) -> torch.Tensor:
+def validation_crops(cfg: TrainConfig, files: list[Path] | None = None) -> torch.Tensor:
+    """The crops a run validates on: centred crops of its held-out images (default `held_out(cfg)`)."""
+    images = load_images((held_out(cfg) if files is None else files)[: cfg.val_images], cfg.channels)
     c = cfg.val_crop - cfg.val_crop % _crop_multiple(cfg)
     if c < 1:
         raise TrainError(f"val_crop must be at least {_crop_multiple(cfg)} for these tasks")
     crops = []
-    for im in images[: cfg.val_images]:
+    for im in images:
         h, w = im.shape[-2:]
         if min(h, w) < c:
             raise TrainError(f"validation images must be at least {c}px on each side")
@@ -399,6 +401,11 @@ def _split(cfg: TrainConfig) -> tuple[list[Path], list[Path]]:
     return [f for f in files if f not in set(val)], val
 
 
+def held_out(cfg: TrainConfig) -> list[Path]:
+    """The images a run holds out for validation."""
+    return _split(cfg)[1]
+
+
 def train(cfg: TrainConfig, resume: bool = False, command: str | None = None,
           on_log: Callable[[dict], None] | None = None, time_limit: float | None = None) -> Path:
     """Run (or resume) training; returns the run folder. Writes log.jsonl, last.pt, best.pt.
@@ -461,7 +468,7 @@ def _start(cfg: TrainConfig, resume: bool, command: str | None) -> _Run:
     train_files, val_files = _split(cfg)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + dist.rank)
     sampler = PatchSampler(load_images(train_files, cfg.channels), cfg.patch, gen)
-    val_x = _val_batch(cfg, load_images(val_files, cfg.channels)) if dist.main else None
+    val_x = validation_crops(cfg, val_files) if dist.main else None
     rim, net = _build_model(cfg, device, dist, None if resume else cfg.init_from)
     opt = torch.optim.Adam(rim.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: lr_factor(cfg, it))
