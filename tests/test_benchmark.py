@@ -466,7 +466,7 @@ def test_summary_names_a_second_file_under_one_name_by_its_sha() -> None:
         "rim-gray-denoise+se8 (T=4)")  # a name not bundled: nothing to tell apart
 
 
-def test_bench_speedload_script(tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_bench_speed_script(tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                             capsys: pytest.CaptureFixture[str]) -> None:
     speed = load_script("bench_speed")
     out = tmp_path / "speed.json"
