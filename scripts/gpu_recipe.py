@@ -55,6 +55,14 @@ iterations; here it cut them below the first plans, so that the cosines ended wi
 curves (to 2T); `scripts/validate_model.py RUN/config.json NAME` scores the bundled file (and,
 for a close call, the candidate: the GPU's TF32 convolutions differ slightly, here by at most
 0.001 dB in the mean) on the same held-out crops on the CPU.
+
+The third window (2026-11-24) widened the four cells from hidden 64 to 96 (the recipes' `hidden`;
+`model.transfer_weights` starts the wide cell computing exactly what the bundled file did) and ran
+them in three calls: --time-limit 505 --train-seconds 1300 --probe-seconds 20; 500 with --grace 45
+and --fill; 465 with --grace 30 and --extend rgb=8700,gray=9900,sr=4650,3task=2980 (each cosine
+ending within the call, from the rates of the call before), then the speed stage: 1564 s of
+device time, counting the machine's start. The speed stage times each model at the default steps
+of the bundled file it starts from, the steps it ships with.
 """
 
 from __future__ import annotations
@@ -413,10 +421,11 @@ def stage_speed(a: argparse.Namespace) -> None:
         op, sigma = (superres_operator(2), 0.0) if key == "sr" else (denoise_operator(), DEFAULT_SIGMA["denoise"] / 255)
         x = torch.rand(1, model.config.channels, size, size, generator=torch.Generator().manual_seed(0))
         y = op.measure(x, sigma, torch.Generator().manual_seed(1))
-        steps = ck["config"]["steps"]
+        steps = shipped_steps(ck["config"])
         for prec in precisions:
             t = median_time(device, repeats, _restore, y, op, sigma, model, steps, device, prec)
-            rows.append({"model": MODELS[key].name, "steps": steps, "precision": prec, "megapixels_per_s": size**2 / 1e6 / t})
+            rows.append({"model": MODELS[key].name, "hidden": model.config.hidden, "steps": steps, "precision": prec,
+                         "megapixels_per_s": size**2 / 1e6 / t})
     for channels in (1, 3):
         net = _dncnn(channels).to(device).eval()
         x = torch.rand(1, channels, size, size, device=device)
@@ -427,11 +436,24 @@ def stage_speed(a: argparse.Namespace) -> None:
     a.out.mkdir(parents=True, exist_ok=True)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     meta = {"command": " ".join(["python3", "scripts/gpu_recipe.py", *sys.argv[1:]]), "repeats": repeats,
+            "rim_steps": "default",  # see shipped_steps (files from before 2026-11-24's third window: the horizon)
             "torch": f"torch {torch.__version__}", "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     (a.out / "speed.json").write_text(json.dumps({"device": name, "image": [size, size], **meta, "rows": rows}, indent=1))
     for r in rows:
         print(f"{r['model']:28s} T={r['steps']:<3d} {r['precision']}: {r['megapixels_per_s']:8.2f} MP/s")
     check_out(a.out)
+
+
+def shipped_steps(config: dict) -> int:
+    """The steps a run's model will ship with: those of the bundled file it starts from (its
+    successor keeps them, so inference costs stay comparable), else its training horizon."""
+    from rimcli.training import init_file
+    from rimcli.weights import WeightsError, file_metadata
+
+    try:
+        return int(file_metadata(init_file(config["init_from"]))["default_steps"])
+    except (KeyError, TypeError, WeightsError):
+        return int(config["steps"])
 
 
 def median_time(device, repeats: int, fn, *args) -> float:  # noqa: ANN001

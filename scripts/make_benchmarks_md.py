@@ -186,6 +186,10 @@ def build(folder: Path) -> tuple[str, str]:
 GPU_SPEED_COMMAND = 'python3 scripts/gpu_recipe.py speed --state "$OUT" --out "$OUT"'
 
 
+#: what a speed.json's RIM `steps` are (its "rim_steps"; files without one timed the horizon)
+STEPS_MEANING = {"horizon": "its training horizon", "default": "its default steps, as shipped"}
+
+
 def gpu_speed(path: Path, sp: dict) -> list[str]:
     """The section of a `scripts/gpu_recipe.py speed` file: megapixels/s per model, fp32 and bf16."""
     h, w = sp["image"]
@@ -196,9 +200,12 @@ def gpu_speed(path: Path, sp: dict) -> list[str]:
     lines = ["## Speed on GPU", "", f"- command: `{sp.get('command', GPU_SPEED_COMMAND)}` ({path.parent.name}/{path.name})", "",
              f"Megapixels per second restoring one {w}x{h} image (denoising at sigma 25, super-resolution x2), "
              f"median of {sp.get('repeats', 10)} after a warm-up; {sp['device']}{', ' + where if where else ''}. "
-             "A RIM runs `steps` steps (its training horizon); the DnCNN-sized conv net (17 layers x 64 channels) one pass.",
+             f"A RIM runs `steps` steps ({STEPS_MEANING[sp.get('rim_steps', 'horizon')]}); "
+             "the DnCNN-sized conv net (17 layers x 64 channels) one pass.",
              "", "| model | steps | fp32 MP/s | bf16 MP/s | bf16 / fp32 |", "| --- | --- | --- | --- | --- |"]
+    widths = {r["model"]: r["hidden"] for r in sp["rows"] if "hidden" in r}
     for (model, steps), by in mps.items():
+        model = f"{model} (hidden {widths[model]})" if model in widths else model
         fp32, bf16 = by.get("fp32"), by.get("bf16")
         ratio = f"{bf16 / fp32:.2f}x" if fp32 and bf16 else "-"
         lines.append(f"| {model} | {steps} | {_rate(fp32)} | {_rate(bf16)} | {ratio} |")

@@ -500,3 +500,15 @@ def test_headline_groups_settings_that_share_a_name() -> None:
     assert headline(bench) == ("bsd68 sigma 15,25: 30.44/28.20 dB; "
                                "projections gaussian 1/2,1/4: 29.24/27.70, fourier 1/2: 25.30 dB; "
                                "b100 x2/x3: 31.25/28.36 dB")
+
+
+def test_gpu_speed_section_says_which_steps_were_timed() -> None:
+    """Files from gpu_recipe's speed stage before 2026-11-24's third window timed each RIM at its
+    training horizon; later ones at its default steps, and name its width."""
+    mk = load_script("make_benchmarks_md")
+    rows = [{"model": "rim-x", "steps": 4, "precision": p, "megapixels_per_s": v} for p, v in (("fp32", 10.0), ("bf16", 15.0))]
+    old = "\n".join(mk.gpu_speed(Path("g/speed.json"), {"image": [64, 64], "device": "GPU", "rows": rows}))
+    assert "its training horizon" in old and "| rim-x | 4 | 10.0 | 15.0 | 1.50x |" in old
+    new = {"image": [64, 64], "device": "GPU", "rim_steps": "default", "rows": [{**r, "hidden": 96} for r in rows]}
+    text = "\n".join(mk.gpu_speed(Path("g/speed.json"), new))
+    assert "its default steps, as shipped" in text and "| rim-x (hidden 96) | 4 | 10.0 | 15.0 | 1.50x |" in text

@@ -40,15 +40,16 @@ def test_denoiser_improves_an_8bit_noisy_photo(model: str, sigma: float) -> None
 
 
 def test_a_self_ensemble_of_eight_beats_a_single_run() -> None:
-    """The 8 orientations averaged: +0.17 dB for the gray denoiser (sigma 25, 8-bit) and +0.25 dB
-    for x2 super-resolution on these crops when measured; the floor leaves room for retrained weights."""
+    """The 8 orientations averaged: +0.057 dB for the gray denoiser (sigma 25, 8-bit) and +0.095 dB
+    for x2 super-resolution on these crops with the hidden-96 files (+0.17 and +0.25 with the hidden-64
+    ones: a better single run leaves the ensemble less); the floors leave room for retrained weights."""
     photo = CASES["rim-gray-denoise"]()
     noisy = np.clip(np.round(photo + 25 * np.random.default_rng(0).standard_normal(photo.shape)), 0, 255).astype(np.uint8)
     one, eight = (_psnr(rimcli.denoise(noisy, sigma=25, self_ensemble=n), photo) for n in (1, 8))
-    assert eight > one + 0.05, (one, eight)
+    assert eight > one + 0.02, (one, eight)
     hr = data.astronaut()[100:232, 150:282]
     one, eight = (_psnr(rimcli.superres(hr, scale=2, simulate=True, self_ensemble=n), hr) for n in (1, 8))
-    assert eight > one + 0.1, (one, eight)
+    assert eight > one + 0.04, (one, eight)
 
 
 def _blurred_8bit(photo: np.ndarray, kernel: np.ndarray, sigma: float) -> np.ndarray:

@@ -108,6 +108,13 @@ def test_dry_run_every_stage_every_model(tmp_path: Path) -> None:
                                                                             "sigma=2 blur=2.5"}
     assert (out / "bench" / "gray" / "set12" / "results.json").is_file()
     assert {r["precision"] for r in summary["speed"]["rows"]} == {"fp32"}
+    # each RIM is timed at the steps it ships with: those of the bundled file it started from
+    from rimcli.weights import read_manifest
+
+    bundled = read_manifest(ROOT / "weights")
+    rims = [r for r in summary["speed"]["rows"] if r["model"] in bundled]
+    assert summary["speed"]["rim_steps"] == "default" and len(rims) == len(NAMES)
+    assert all(r["steps"] == bundled[r["model"]].default_steps != 2 for r in rims), rims
 
 
 def test_fill_extends_only_a_plan_that_would_end_early() -> None:

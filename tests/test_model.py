@@ -314,5 +314,41 @@ def test_a_colour_model_starts_a_gray_one_that_computes_the_same_on_gray_images(
 def test_transfer_refuses_a_different_cell() -> None:
     from rimcli.model import transfer_weights
 
-    with pytest.raises(ValueError, match="hidden 16"):
-        transfer_weights(RIM(RIMConfig(hidden=8)), RIM(RIMConfig(hidden=16)))
+    with pytest.raises(ValueError, match="hidden 8"):  # narrower: the weights would not fit
+        transfer_weights(RIM(RIMConfig(hidden=16)), RIM(RIMConfig(hidden=8)))
+    with pytest.raises(ValueError, match="msrim/hidden 16"):  # wider, but not a cell _widen knows
+        transfer_weights(RIM(RIMConfig(hidden=8, arch="msrim")), RIM(RIMConfig(hidden=16, arch="msrim")))
+    with pytest.raises(ValueError, match="ffn"):
+        transfer_weights(RIM(RIMConfig(hidden=8)), RIM(RIMConfig(hidden=8, arch="ffn")))
+
+
+@pytest.mark.parametrize(("arch", "channels"), [("rim", 1), ("rim", 3), ("gdn", 1), ("ffn", 3)])
+def test_a_wider_cell_starts_from_a_narrower_one_and_computes_the_same(arch: str, channels: int) -> None:
+    """Widening (issue 16's hidden 64 -> 96 runs): every step's update and the old units' state are
+    the narrow model's, on any input; the new units carry signal and the zero weights out of them
+    get gradients, so training can use them."""
+    from rimcli.model import transfer_weights
+
+    torch.manual_seed(0)
+    sig = arch != "gdn"
+    narrow = RIM(RIMConfig(channels=channels, hidden=6, arch=arch, sigma_input=sig))
+    for p in narrow.parameters():  # no zero biases: every weight block must land in its place
+        p.data.normal_(0, 0.4)
+    wide = RIM(RIMConfig(channels=channels, hidden=10, arch=arch, sigma_input=sig))
+    transfer_weights(narrow, wide)
+    x, g = torch.rand(2, channels, 12, 14), torch.randn(2, channels, 12, 14)
+    sigma = torch.tensor([0.05, 0.2])
+    s_n, s_w = narrow.init_state(x), wide.init_state(x)
+    for _ in range(3):
+        with torch.no_grad():
+            d_n, s_n = narrow(x, g, s_n, sigma)
+        d_w, s_w = wide(x, g, s_w, sigma)
+        torch.testing.assert_close(d_w, d_n, rtol=1e-5, atol=1e-6)
+        for a, b in zip(s_w, s_n, strict=True):
+            torch.testing.assert_close(a[:, :6], b, rtol=1e-5, atol=1e-6)
+            assert a[:, 6:].abs().amax() > 1e-3  # the new units are live
+        x = (x + 0.1 * d_w.detach()).clamp(0, 1)
+    d_w.square().sum().backward()
+    out = wide.cell.conv_out.weight
+    assert torch.equal(out[:, 6:], torch.zeros_like(out[:, 6:])) and out.grad[:, 6:].abs().amax() > 0
+    assert torch.equal(wide.phi, narrow.phi)

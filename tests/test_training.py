@@ -349,7 +349,7 @@ def test_super_resolution_validation_scores_like_the_benchmark() -> None:
 
 def test_init_from_starts_a_run_from_other_weights(data_dir: Path, tmp_path: Path) -> None:
     """--init-from: a gray run's checkpoint starts a colour run (weights folded by transfer_weights);
-    a different width is one clear error."""
+    a narrower width is one clear error (a wider one starts widened: test_model)."""
     from rimcli.model import RIM, transfer_weights
     from rimcli.weights import sha256
 
@@ -366,7 +366,7 @@ def test_init_from_starts_a_run_from_other_weights(data_dir: Path, tmp_path: Pat
     for k, v in expect.state_dict().items():
         torch.testing.assert_close(got[k], v, rtol=0, atol=1e-8)
     with pytest.raises(TrainError, match="init-from"):
-        train(_cfg(data_dir, tmp_path / "bad", hidden=16, init_from=str(src / "last.pt")))
+        train(_cfg(data_dir, tmp_path / "bad", hidden=4, init_from=str(src / "last.pt")))
 
 
 def test_init_from_takes_a_model_name(data_dir: Path, tmp_path: Path) -> None:

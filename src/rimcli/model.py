@@ -296,12 +296,16 @@ def _fold_groups(w: torch.Tensor, groups: int, c_from: int, c_to: int) -> torch.
 
 def transfer_weights(src: RIM, dst: RIM) -> None:
     """Start `dst` from `src`'s weights (fine-tuning). The configs must agree except in the
-    image channels: a colour model then starts a gray one (input weights summed over R, G, B,
-    update averaged) or the reverse, which on a gray image computes what the source did."""
+    image channels and, for the default cell and its ablations, a wider `dst`: a colour model
+    then starts a gray one (input weights summed over R, G, B, update averaged) or the reverse,
+    which on a gray image computes what the source did; a wider one computes what the source did
+    on any input (see `_widen`)."""
     a, b = src.config, dst.config
-    if (a.arch, a.hidden, a.sigma_input) != (b.arch, b.hidden, b.sigma_input):
+    widen = b.hidden > a.hidden and isinstance(dst.cell, RIMCell)
+    if (a.arch, a.sigma_input) != (b.arch, b.sigma_input) or (a.hidden != b.hidden and not widen):
         raise ValueError(f"cannot start a {b.arch}/hidden {b.hidden}/sigma_input {b.sigma_input} model from a "
-                         f"{a.arch}/hidden {a.hidden}/sigma_input {a.sigma_input} one")
+                         f"{a.arch}/hidden {a.hidden}/sigma_input {a.sigma_input} one (a wider {a.arch} "
+                         f"cell can start from a narrower one of the default cell family)")
     conv_in, conv_out = (f"cell.{n}" for n in dst.cell.io_convs)
     groups = 2 if getattr(dst.cell, "with_estimate", True) else 1
     state = {}
@@ -311,7 +315,43 @@ def transfer_weights(src: RIM, dst: RIM) -> None:
         elif a.channels != b.channels and k.startswith(f"{conv_out}."):
             v = v.mean(0, keepdim=True) if b.channels == 1 else v.repeat(3, *([1] * (v.dim() - 1)))
         state[k] = v
+    if widen:
+        state = _widen(state, dst.state_dict(), a.hidden, b.hidden)
     dst.load_state_dict(state)
+
+
+def _widen(old: dict, fresh: dict, f: int, wide: int) -> dict:
+    """Net2Net-style function-preserving widening of a RIMCell from `f` to `wide` hidden units.
+
+    Every width dimension of the cell is k blocks of f units (k = 2 for the GRU gates' z and r and
+    for their input [x, h]); each block grows to `wide`, old units first. The old units keep their
+    weights and take nothing from the new ones (zero), so they and the update compute what they
+    did; the new units keep `fresh`'s random weights, so they carry signal and the zero weights
+    out of them get gradients from the first step."""
+    out = {}
+    for k, w in fresh.items():
+        v = old[k]
+        if v.shape == w.shape:
+            out[k] = v
+            continue
+        w = w.clone()
+        keep = []  # per dimension: old unit indices in the wide tensor, and whether it grows
+        for n_old, n_new in zip(v.shape, w.shape, strict=True):
+            if n_old == n_new:
+                keep.append((torch.arange(n_old), False))
+                continue
+            blocks, rem = divmod(n_old, f)
+            if rem or n_new != blocks * wide:
+                raise ValueError(f"cannot widen {k} from {tuple(v.shape)} to {tuple(w.shape)}")
+            idx = torch.cat([torch.arange(f) + i * wide for i in range(blocks)])
+            keep.append((idx, True))
+        if len(keep) > 1 and keep[1][1]:  # weights into old outputs from new inputs: zero
+            new_in = torch.ones(w.shape[1], dtype=torch.bool)
+            new_in[keep[1][0]] = False
+            w[keep[0][0][:, None], new_in.nonzero().squeeze(1)[None, :]] = 0
+        w[torch.meshgrid(*(i for i, _ in keep[:2]), indexing="ij")] = v
+        out[k] = w
+    return out
 
 
 def count_macs(model: RIM, height: int = 64, width: int = 64, first: bool = False) -> int:

@@ -76,9 +76,11 @@ class TrainConfig:
     #: NHWC activations: faster oneDNN convolutions on CPU, esp. with bf16
     channels_last: bool = setting(False, help="NHWC activations (faster on CPU, esp. with --amp bf16).")
     #: weights (.safetensors, or a model's name) or a run checkpoint (.pt) to start from instead of
-    #: random weights; same cell and width, any channel count (see model.transfer_weights)
+    #: random weights; same cell, any channel count, the same width or (default cell family) a
+    #: wider one, which starts computing what the weights did (see model.transfer_weights)
     init_from: str | None = setting(None, path=True,
-                                    help="Start from these weights (.safetensors, a model name, run .pt); colour can start gray.")
+                                    help="Start from these weights (.safetensors, a model name, run .pt); "
+                                         "colour can start gray, narrow can start wide.")
     #: gray levels; None = the task's default (DEFAULT_SIGMA)
     sigma_range: list[float] | None = setting(None, lo_hi=True,
                                               help="Noise std range LO:HI in gray levels (0..255), e.g. 0:75.")
