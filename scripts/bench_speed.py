@@ -104,7 +104,8 @@ def cpu_table(args: argparse.Namespace) -> list[dict]:
         sec = median_seconds(lambda m=model, y=y, s=steps: restore(y, Denoise(), SIGMA / 255, m, s, device="cpu"),
                              args.repeats, dev)
         gflop = 2 * unroll_macs(model, *clean.shape[:2], steps) / 1e9
-        rows.append({"image": kind, "method": "RIM, default steps", "seconds": sec, "gflop": gflop,
+        method = f"RIM, --steps {args.steps}" if args.steps else "RIM, default steps"  # say what was timed
+        rows.append({"image": kind, "method": method, "seconds": sec, "gflop": gflop,
                      "detail": f"{name}: T={steps}, {model.num_parameters():,} params"})
         for b in args.baselines:
             f = baselines.denoiser(b)

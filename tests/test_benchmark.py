@@ -479,6 +479,10 @@ def test_bench_speed_script(tiny_weights: Path, tmp_path: Path, monkeypatch: pyt
     assert {(r["image"], r["method"]) for r in rep["cpu"]} >= {("gray", "NL-means"), ("RGB", "RIM, default steps")}
     assert rep["gpu"] == [] and rep["machine"]["cpu"]
     assert mk_section(tmp_path, out)
+    argv = [*sys.argv[1:], "--steps", "2"]  # other steps than the files': the table says which
+    monkeypatch.setattr(sys, "argv", ["bench_speed.py", *argv])
+    speed.main()
+    assert "| RIM, --steps 2 |" in capsys.readouterr().out and "default steps" not in out.read_text()
 
 
 def mk_section(tmp_path: Path, speed_json: Path) -> bool:
