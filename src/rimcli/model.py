@@ -335,21 +335,15 @@ def _widen(old: dict, fresh: dict, f: int, wide: int) -> dict:
             out[k] = v
             continue
         w = w.clone()
-        keep = []  # per dimension: old unit indices in the wide tensor, and whether it grows
-        for n_old, n_new in zip(v.shape, w.shape, strict=True):
-            if n_old == n_new:
-                keep.append((torch.arange(n_old), False))
-                continue
+        old_units = []  # per dimension (out, in): the old units' indices in the wide tensor
+        for n_old, n_new in zip(v.shape[:2], w.shape[:2], strict=True):
             blocks, rem = divmod(n_old, f)
-            if rem or n_new != blocks * wide:
+            if n_old != n_new and (rem or n_new != blocks * wide):
                 raise ValueError(f"cannot widen {k} from {tuple(v.shape)} to {tuple(w.shape)}")
-            idx = torch.cat([torch.arange(f) + i * wide for i in range(blocks)])
-            keep.append((idx, True))
-        if len(keep) > 1 and keep[1][1]:  # weights into old outputs from new inputs: zero
-            new_in = torch.ones(w.shape[1], dtype=torch.bool)
-            new_in[keep[1][0]] = False
-            w[keep[0][0][:, None], new_in.nonzero().squeeze(1)[None, :]] = 0
-        w[torch.meshgrid(*(i for i, _ in keep[:2]), indexing="ij")] = v
+            idx = torch.arange(n_old) if n_old == n_new else torch.cat([torch.arange(f) + i * wide for i in range(blocks)])
+            old_units.append(idx)
+        w[old_units[0]] = 0  # old outputs read nothing from new inputs...
+        w[torch.meshgrid(*old_units, indexing="ij")] = v  # ...and their old weights from old ones
         out[k] = w
     return out
 
