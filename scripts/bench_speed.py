@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Speed of the bundled RIMs against BM3D and NL-means, measured in one run.
 
-Seconds per 481x321 image (gray and RGB, sigma 25) for the RIM at its default steps, BM3D
+Seconds per 481x321 image (gray and RGB, sigma 25) for the RIM at its default steps and at the
+precision `rim` uses on this CPU (bf16 where the CPU has native bf16, then also --fp32), BM3D
 (CBM3D for RGB) and scikit-image NL-means with the benchmark's settings, plus a DnCNN-sized
 plain conv net (17 conv layers, 64 channels, one forward pass) as a yardstick. Each method runs
 once untimed (warm-up), then the median of --repeats runs is reported. On CUDA it also measures
@@ -33,7 +34,7 @@ import torch.nn as nn
 from rimcli import baselines
 from rimcli.api import DEFAULT_STEPS
 from rimcli.benchmark import add_noise, machine_info
-from rimcli.inference import resolve_device, restore
+from rimcli.inference import resolve_device, resolve_precision, restore
 from rimcli.model import unroll_macs
 from rimcli.operators import Denoise
 from rimcli.weights import default_model, recorded_steps, resolve
@@ -101,25 +102,36 @@ def cpu_table(args: argparse.Namespace) -> list[dict]:
         name = (args.model_gray if channels == 1 else args.model_rgb) or default_model("denoise", channels)
         model, entry = resolve(name)
         steps = args.steps or recorded_steps(name, entry) or DEFAULT_STEPS
-        sec = median_seconds(lambda m=model, y=y, s=steps: restore(y, Denoise(), SIGMA / 255, m, s, device="cpu"),
-                             args.repeats, dev)
         gflop = 2 * unroll_macs(model, *clean.shape[:2], steps) / 1e9
         method = f"RIM, --steps {args.steps}" if args.steps else "RIM, default steps"  # say what was timed
-        rows.append({"image": kind, "method": method, "seconds": sec, "gflop": gflop,
-                     "detail": f"{name}: T={steps}, {model.num_parameters():,} params"})
+        # `rim`'s own precision first (bf16 where the CPU has it natively), then --fp32 if that differs
+        auto = "fp32" if resolve_precision("auto", dev) is None else "bf16"
+        for precision in dict.fromkeys((auto, "fp32")):
+            sec = median_seconds(lambda m=model, y=y, s=steps, p=precision: restore(y, Denoise(), SIGMA / 255, m, s,
+                                                                                    device="cpu", precision=p),
+                                 args.repeats, dev)
+            rows.append({"image": kind, "method": method + (", fp32" if precision != auto else ""),
+                         "seconds": sec, "gflop": gflop, "precision": precision,
+                         "detail": f"{name}: T={steps}, {model.num_parameters():,} params, {precision}"})
         for b in args.baselines:
             f = baselines.denoiser(b)
             sec = median_seconds(lambda f=f, n=noisy: f(n.copy(), SIGMA), args.repeats, dev)
             method, detail = names.get(b, (b, baselines.describe(b)))
             rows.append({"image": kind, "method": method, "seconds": sec, "detail": detail})
         net = dncnn(channels)
-        with torch.no_grad():
-            sec = median_seconds(lambda n=net, y=y: n(y), args.repeats, dev)
         gflop = 2 * clean.shape[0] * clean.shape[1] * sum(
             m.in_channels * m.out_channels * m.kernel_size[0] * m.kernel_size[1] for m in net.modules()
             if isinstance(m, nn.Conv2d)) / 1e9
-        rows.append({"image": kind, "method": "DnCNN-sized conv net (yardstick)", "seconds": sec, "gflop": gflop,
-                     "detail": f"17 conv layers x 64 ch, one pass, {sum(p.numel() for p in net.parameters()):,} params"})
+        params = sum(p.numel() for p in net.parameters())
+        for precision in dict.fromkeys((auto, "fp32")):  # at the RIM's precisions, for a like-for-like yardstick
+
+            def fwd(n: nn.Module = net, y: torch.Tensor = y, p: str = precision) -> torch.Tensor:
+                with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=p == "bf16"):
+                    return n(y)
+
+            rows.append({"image": kind, "method": "DnCNN-sized conv net (yardstick)" + (", fp32" if precision != auto else ""),
+                         "seconds": median_seconds(fwd, args.repeats, dev), "gflop": gflop, "precision": precision,
+                         "detail": f"17 conv layers x 64 ch, one pass, {params:,} params, {precision}"})
         for r in rows:
             r.setdefault("shape", list(clean.shape))
     return rows

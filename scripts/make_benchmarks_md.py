@@ -57,6 +57,8 @@ Protocols (each table states its variant):
 Runs made with `--limit N` cover only the first N images; the summary's `images` column says so.
 A model labelled NAME+seN ran with `--self-ensemble N`: the input mirrored and turned N ways (N = 8:
 every flip and quarter turn), each restored, the results turned back and averaged; its time is N runs'.
+A model labelled NAME+bf16 ran its network in bfloat16 (`--precision`); such reports are compared
+with their fp32 runs under "bf16 against fp32", not in the summary.
 A model labelled NAME#N is another file run under the same name beside it; the summary gives the
 start of its sha256, as does its report section. So does a summary row kept from a file that has
 since been replaced under its name (figures of an earlier version, not of the bundled file).
@@ -161,15 +163,54 @@ def headline(found: list[tuple[Path, dict]], whole_sets_only: bool = False,
     return "\n".join(rows)
 
 
+def _precisions(report: dict) -> dict[str, str]:
+    """Label -> network precision of each RIM in a report (fp32 where it predates the option)."""
+    return {m["label"]: m.get("precision", "fp32") for m in report.get("models", [])}
+
+
+def quality_reports(found: list[tuple[Path, dict]]) -> list[tuple[Path, dict]]:
+    """The reports for the summary: those run at full precision only (`--precision` comparisons
+    have their own table, and their fp32 rows would displace the published ones' baselines)."""
+    return [(p, r) for p, r in found if set(_precisions(r).values()) <= {"fp32"}]
+
+
+def precision_table(found: list[tuple[Path, dict]]) -> list[str]:
+    """The section comparing each RIM's bf16 run with its fp32 run in the same report."""
+    rows = []
+    for _, rep in found:
+        prec = _precisions(rep)
+        quantised = " (quantised)" if rep.get("protocol", {}).get("quantize") else ""
+        for run in rep["runs"]:
+            by = {s["method"]: s for s in run["summary"] if s.get("kind") == "rim"}
+            for label, half in by.items():
+                full = by.get(label.removesuffix(f"+{prec.get(label)}"))
+                if prec.get(label, "fp32") == "fp32" or full is None or full is half:
+                    continue
+                speedup = f"{full['seconds'] / half['seconds']:.2f}x" if half.get("seconds") else "-"
+                rows.append(f"| {rep['benchmark']} | {run['label']}{quantised} | {full['method']} (T={full.get('steps')}) "
+                            f"| {_figures(full)} | {_figures(half)} | {half['psnr'] - full['psnr']:+.3f} "
+                            f"| {_seconds(full.get('seconds'))} / {_seconds(half.get('seconds'))} ({speedup}) |")
+    if not rows:
+        return []
+    return ["## bf16 against fp32", "",
+            "What `rim` does by default on a GPU and on a CPU with native bf16 (AVX512-BF16 or AMX): the network "
+            "in bfloat16 (`--precision fp32,bf16` runs both in one report; the machine is in each report's "
+            "section). The summary's figures are fp32.", "",
+            "| set | setting | model | fp32 PSNR / SSIM | bf16 PSNR / SSIM | bf16 - fp32 (dB) | s/image fp32 / bf16 |",
+            "| --- | --- | --- | --- | --- | --- | --- |", *rows, ""]
+
+
 def build(folder: Path) -> tuple[str, str]:
     """(BENCHMARKS.md text, README headline table: whole sets only, details in BENCHMARKS.md)."""
     found, speed = reports(folder), speeds(folder)
+    quality = quality_reports(found)
     body = [INTRO]
     if not found and not speed:
         body.append(SKELETON)
         return "\n".join(body), "_No benchmark results yet; see BENCHMARKS.md._"
-    table = headline(found) if found else "_No quality benchmarks yet._"
+    table = headline(quality) if quality else "_No quality benchmarks yet._"
     body += ["## Summary", "", table, ""]
+    body += precision_table(found)
     for path, sp in speed:
         if "rows" in sp:  # scripts/gpu_recipe.py speed
             body += gpu_speed(path, sp)
@@ -178,7 +219,7 @@ def build(folder: Path) -> tuple[str, str]:
     for path, rep in found:
         md = render_markdown(rep, level=2)
         body += [f"## {report_title(rep)} ({path.parent.name})", "", md.split("\n", 1)[1].lstrip("\n"), ""]
-    readme_table = headline(found, whole_sets_only=True) if found else table
+    readme_table = headline(quality, whole_sets_only=True) if quality else table
     return "\n".join(body).rstrip() + "\n", readme_table
 
 
@@ -253,7 +294,7 @@ def update(existing: str, folder: Path) -> tuple[str, list[str]]:
     """BENCHMARKS.md with the reports and speed tables under `folder` merged in, and the new
     whole-set summary rows (for the README)."""
     new_md, _ = build(folder)
-    found = reports(folder)
+    found = quality_reports(reports(folder))
     header = headline([]).split("\n")[0]
     pre, rows, post = _split_table(existing, header)
     new_rows = headline(found).split("\n")[2:] if found else []

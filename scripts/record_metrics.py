@@ -32,8 +32,10 @@ def collect(folder: Path) -> dict[str, dict[str, dict]]:
     found: dict[str, dict[str, dict]] = {}
     for path in sorted(folder.rglob("results.json")):
         report = json.loads(path.read_text())
-        # a self-ensemble's figure belongs to the option (BENCHMARKS.md has it), not to the file alone
-        shas = {m["label"]: m.get("sha256") for m in report.get("models", []) if m.get("self_ensemble", 1) == 1}
+        # a self-ensemble's or a bf16 run's figure belongs to the option (BENCHMARKS.md has it), not to
+        # the file alone: the file's figures are its plain fp32 runs
+        shas = {m["label"]: m.get("sha256") for m in report.get("models", [])
+                if m.get("self_ensemble", 1) == 1 and m.get("precision", "fp32") == "fp32"}
         for run in report["runs"]:
             for s in run["summary"]:
                 sha = shas.get(s["method"])

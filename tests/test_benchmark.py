@@ -369,6 +369,31 @@ def test_a_self_ensemble_is_its_own_row_and_not_the_files_figure(tiny_weights: P
         assert message in r.stderr and r.stderr.count("\n") == 1
 
 
+def test_precisions_compare_in_one_report_and_only_fp32_is_the_files_figure(tiny_weights: Path, tmp_path: Path) -> None:
+    """`--precision fp32,bf16` runs each model both ways (bf16 labelled +bf16, close to fp32); the
+    manifest's figures (record_metrics) come from the fp32 run only."""
+    data = make_denoise_set(tmp_path / "bsd68", n=1)
+    out = tmp_path / "runs" / "prec"
+    _run(["bsd68", "--sigma", "25", "--baselines", "none", "--precision", "fp32,bf16", "--model", "rim-gray-denoise",
+          "--max-steps", "2", "--data", str(data), "--out", str(out)])
+    rep = json.loads((out / "results.json").read_text())
+    assert [(m["label"], m["precision"]) for m in rep["models"]] == [("rim-gray-denoise", "fp32"),
+                                                                      ("rim-gray-denoise+bf16", "bf16")]
+    assert "--model rim-gray-denoise --steps" not in rep["command"] and rep["command"].count("--model") == 1
+    assert "--precision fp32,bf16" in rep["command"]
+    fp32, bf16 = (s["psnr"] for s in rep["runs"][0]["summary"] if s["kind"] == "rim")
+    assert abs(fp32 - bf16) < 0.1
+    found = load_script("record_metrics").collect(tmp_path / "runs")
+    assert [f["psnr"] for f in found[rep["models"][0]["sha256"]]["bsd68"].values()] == [round(fp32, 4)]
+    text, table = load_script("make_benchmarks_md").build(tmp_path / "runs")  # its own table, not the summary's
+    assert "## bf16 against fp32" in text and "| bsd68 | sigma=25 | rim-gray-denoise (T=" in text
+    summary = text.split("## Summary")[1].split("## bf16 against fp32")[0]
+    assert "_No quality benchmarks yet._" in table and "+bf16" not in summary and "rim-gray" not in summary
+    for precision in ("int8", "fp32,", ""):
+        r = _run(["bsd68", "--precision", precision, "--data", str(data)], code=2)
+        assert "precision must be one or more of fp32, bf16, fp16" in r.stderr and r.stderr.count("\n") == 1
+
+
 def test_model_for_the_wrong_task(tiny_weights: Path, tmp_path: Path) -> None:
     data = make_denoise_set(tmp_path / "bsd68")
     r = _run(["bsd68", "--model", "rim-sr", "--data", str(data)], code=2)
@@ -468,6 +493,11 @@ def test_summary_names_a_second_file_under_one_name_by_its_sha() -> None:
 
 def test_bench_speed_script(tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                             capsys: pytest.CaptureFixture[str]) -> None:
+    """It times `rim`'s own CPU precision (here, as on a CPU with native bf16, bf16) and then fp32,
+    for the RIM and the yardstick alike."""
+    import rimcli.inference as inference
+
+    monkeypatch.setattr(inference, "native_bf16", lambda: True)
     speed = load_script("bench_speed")
     out = tmp_path / "speed.json"
     monkeypatch.setattr(sys, "argv", ["bench_speed.py", "--width", "40", "--height", "32", "--repeats", "1",
@@ -478,6 +508,10 @@ def test_bench_speed_script(tiny_weights: Path, tmp_path: Path, monkeypatch: pyt
     rep = json.loads(out.read_text())
     assert {(r["image"], r["method"]) for r in rep["cpu"]} >= {("gray", "NL-means"), ("RGB", "RIM, default steps")}
     assert rep["gpu"] == [] and rep["machine"]["cpu"]
+    timed = {(r["image"], r["method"]): r.get("precision") for r in rep["cpu"]}
+    assert timed[("gray", "RIM, default steps")] == "bf16" and timed[("gray", "RIM, default steps, fp32")] == "fp32"
+    assert timed[("RGB", "DnCNN-sized conv net (yardstick)")] == "bf16"
+    assert timed[("RGB", "DnCNN-sized conv net (yardstick), fp32")] == "fp32"
     assert mk_section(tmp_path, out)
     argv = [*sys.argv[1:], "--steps", "2"]  # other steps than the files': the table says which
     monkeypatch.setattr(sys, "argv", ["bench_speed.py", *argv])

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -236,6 +237,24 @@ def test_simulate_save_steps_and_json(work: Path) -> None:
     assert rec["metrics"]["input"]["psnr"] < 25 and len(rec["metrics"]["psnr_per_step"]) == 3
     for key in ("input", "output", "size", "channels", "bit_depth", "model", "steps", "sigma", "time_s", "error"):
         assert key in rec
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_precision_is_bf16_where_native_and_fp32_on_request(work: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 native: bool) -> None:
+    """On the CPU `rim` runs bf16 only where the CPU has it natively; --fp32 always runs fp32;
+    the report says which ran."""
+    import rimcli.inference as inference
+
+    monkeypatch.setattr(inference, "native_bf16", lambda: native)
+    ran, unroll = [], inference.unroll
+    monkeypatch.setattr(inference, "unroll", lambda *a, **k: ran.append(k["autocast"]) or unroll(*a, **k))
+    src = save(work / "a.png", rand((H, W)))
+    for flags, expected in (([], "bfloat16" if native else "fp32"), (["--fp32"], "fp32")):
+        assert rim("denoise", src, "--steps", 1, "--device", "cpu", "-o", "o", "--overwrite", "--json", "r.json",
+                   *flags)[0] == 0
+        assert json.loads((work / "r.json").read_text())["precision"] == expected
+        assert ran.pop() == (torch.bfloat16 if native and not flags else None) and not ran
 
 
 def test_superres_simulate(work: Path) -> None:

@@ -172,18 +172,22 @@ def test_unknown_device_lists_the_choices() -> None:
         resolve_device("tpu")
 
 
-@pytest.mark.parametrize("precision", ["fp16", "bf16"])
-def test_half_precision_on_cpu_raises(precision: str) -> None:
+def test_fp16_on_cpu_raises() -> None:
     with pytest.raises(ValueError, match="needs a CUDA device"):
-        resolve_precision(precision, torch.device("cpu"))
+        resolve_precision("fp16", torch.device("cpu"))
     with pytest.raises(ValueError, match="needs a CUDA device"):
-        restore(torch.rand(1, 1, 8, 8), Denoise(), SIGMA, _model(), 1, device="cpu", precision=precision)
+        restore(torch.rand(1, 1, 8, 8), Denoise(), SIGMA, _model(), 1, device="cpu", precision="fp16")
 
 
-def test_precision_names() -> None:
+@pytest.mark.parametrize("native", [True, False])
+def test_precision_names(monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
+    """`auto` on the CPU is bf16 only where the CPU multiplies bf16 in hardware; an explicit bf16
+    runs anywhere (emulated where it is not native)."""
+    monkeypatch.setattr(inference, "native_bf16", lambda: native)
     cpu = torch.device("cpu")
     assert resolve_precision("fp32", cpu) is None
-    assert resolve_precision("auto", cpu) is None
+    assert resolve_precision("bf16", cpu) is torch.bfloat16
+    assert resolve_precision("auto", cpu) is (torch.bfloat16 if native else None)
     with pytest.raises(ValueError, match="unknown precision"):
         resolve_precision("int8", cpu)
 
@@ -308,7 +312,6 @@ def test_the_guarded_run_is_always_full_precision(monkeypatch: pytest.MonkeyPatc
     seen = []
     real = inference._restore
     monkeypatch.setattr(inference, "_restore", lambda *a: seen.append(a[9]) or real(*a[:9], "fp32", a[10]))
-    monkeypatch.setattr(inference, "resolve_precision", lambda precision, device: None)  # bf16 needs CUDA here
     y = _measure(Denoise(), (1, 1, 16, 16), sigma=2 / 255)
     restore(y, Denoise(), 2 / 255, _model(), steps=1, device="cpu", precision="bf16")
     restore(y, Denoise(), 25 / 255, _model(), steps=1, device="cpu", precision="bf16")

@@ -80,6 +80,8 @@ INPUT_ROWS = ("noisy", "blurred")
 DEFAULT_CS_SIGMA = 0.01
 DEFAULT_PATCHES = 5000
 CS_MAX_STEPS = 50
+#: network precisions a benchmark can run (`inference.resolve_precision`; fp16 needs a GPU)
+PRECISIONS = ("fp32", "bf16", "fp16")
 PATCH = CS_BLOCK
 
 Progress = Callable[[str, int, int], None]
@@ -104,18 +106,22 @@ class ModelSpec:
     arch: str
     model: Any = field(repr=False, default=None)  # the RIM
     self_ensemble: int = 1  # orientations averaged (`inference.restore`); the label says "+seN"
+    precision: str = "fp32"  # the network's (`inference.resolve_precision`); other than fp32, the label says so
 
     def to_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "model"}
 
 
 def load_models(names: list[str], task: str, channels: int, steps: int | None, max_steps: int | None,
-                curve_default: int | None = None, self_ensemble: int = 1) -> list[ModelSpec]:
+                curve_default: int | None = None, self_ensemble: int = 1,
+                precisions: tuple[str, ...] = ("fp32",)) -> list[ModelSpec]:
     """Resolve models (bundled names or .safetensors paths) with their step counts.
 
     Headline steps: `steps`, else those the model records (`weights.recorded_steps`). Curve:
     `max_steps`, else `curve_default`, else twice the training horizon, else twice the steps.
-    `self_ensemble` > 1 runs each model so (labelled NAME+seN); projections have none."""
+    `self_ensemble` > 1 runs each model so (labelled NAME+seN); projections have none.
+    Each model runs at each of `precisions`: bf16 (or fp16, GPU only) is labelled NAME+bf16, so
+    one report compares it with fp32 (the precision of the published figures)."""
     from .inference import check_self_ensemble
     from .tasks import SELF_ENSEMBLE_TASKS
     from .weights import default_model, recorded_steps, resolve, sha256, training_horizon
@@ -123,6 +129,9 @@ def load_models(names: list[str], task: str, channels: int, steps: int | None, m
     if check_self_ensemble(self_ensemble) > 1 and task not in SELF_ENSEMBLE_TASKS:
         # refused before any data loads; `inference.ensemble_operators` would refuse it per image
         raise BenchmarkError(f"the {task} task has no self-ensemble (a flipped measurement is not what was measured)")
+    bad = [p for p in precisions if p not in PRECISIONS]
+    if bad or not precisions:
+        raise BenchmarkError(f"precision must be one or more of {', '.join(PRECISIONS)}, got {','.join(precisions)!r}")
 
     names = list(names) or [default_model(task, channels)]
     specs: list[ModelSpec] = []
@@ -138,10 +147,12 @@ def load_models(names: list[str], task: str, channels: int, steps: int | None, m
             raise BenchmarkError(f"model {label} records no default steps; pass --steps")
         t_max = max_steps or curve_default or 2 * (horizon or t)
         label += f"+se{self_ensemble}" if self_ensemble > 1 else ""
-        if any(s.label == label for s in specs):
-            label = f"{label}#{len(specs) + 1}"
-        specs.append(ModelSpec(label, name, digest, int(t), int(t_max), horizon, rim.config.channels,
-                               rim.config.arch, rim, self_ensemble))
+        for precision in dict.fromkeys(precisions):
+            tagged = label + (f"+{precision}" if precision != "fp32" else "")
+            if any(s.label == tagged for s in specs):
+                tagged = f"{tagged}#{len(specs) + 1}"
+            specs.append(ModelSpec(tagged, name, digest, int(t), int(t_max), horizon, rim.config.channels,
+                                   rim.config.arch, rim, self_ensemble, precision))
     return specs
 
 
@@ -179,7 +190,7 @@ def run_rim(spec: ModelSpec, y_img: np.ndarray, operator, sigma01: float, device
     same = spec.max_steps == spec.steps
     step = quantum(np.uint8)  # results are scored as 8-bit images, as `rim` saves them for 8-bit inputs
     t0 = time.perf_counter()
-    opts = dict(device=device, out_step=step, self_ensemble=spec.self_ensemble)
+    opts = dict(device=device, precision=spec.precision, out_step=step, self_ensemble=spec.self_ensemble)
     res = restore(y, operator, sigma01, spec.model, spec.steps, return_steps=curve and same, **opts)
     seconds = time.perf_counter() - t0
     every = None
@@ -545,7 +556,8 @@ def run_projections(
                 for spec in specs:
                     yy, back = fit_channels(y, spec.channels)  # gray patches: an RGB model sees them replicated
                     t0 = time.perf_counter()
-                    res = restore(yy, op, sigma01, spec.model, spec.max_steps, return_steps=True, device=device)
+                    res = restore(yy, op, sigma01, spec.model, spec.max_steps, return_steps=True, device=device,
+                                  precision=spec.precision)
                     seconds[spec.label] += time.perf_counter() - t0
                     curves[spec.label].append(torch.stack([_patch_psnr(back(s), xb) for s in res.steps], 1))
             if progress:

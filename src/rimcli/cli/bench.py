@@ -136,6 +136,9 @@ def benchmark_cmd(
                                       "transposed copies of each input and average (labelled NAME+seN; not for "
                                       "projections)"),
     device: str = typer.Option("auto", "--device", "-g", help="auto, cpu, cuda or cuda:N"),
+    precision: str = typer.Option("fp32", "--precision", help="the RIMs' arithmetic, comma list to compare: fp32 "
+                                  "(the published figures), bf16 (`rim`'s default on a GPU or a CPU with native "
+                                  "bf16; labelled NAME+bf16), fp16 (GPU)"),
     limit: int | None = typer.Option(None, "--limit", min=1, help="first N images only (quick runs)"),
     baselines_opt: str | None = typer.Option(None, "--baselines", help="comma list: bm3d,nlm,tv,wavelet (denoising; "
                                              "default all, bm3d when installed), bm3d,wiener (deblurring), "
@@ -160,7 +163,7 @@ def benchmark_cmd(
     common = {"--data": data, "--device": device, "--limit": limit, "--seed": seed}
     if (blur is not None or kernel is not None) and name not in bm.DENOISE_SETS:
         fail(f"--blur and --kernel deblur a denoising set ({', '.join(bm.DENOISE_SETS)}), not {name}")
-    models = _Models(model or [], steps, max_steps, self_ensemble)
+    models = _Models(model or [], steps, max_steps, self_ensemble, tuple(p.strip().lower() for p in precision.split(",")))
     if blur is not None or kernel is not None:
         report = _deblur(name, blur, kernel, sigma, quantize, data, models, device, limit, baselines_opt, seed, common)
     elif name in bm.DENOISE_SETS:
@@ -189,16 +192,20 @@ class _Models:
     steps: int | None
     max_steps: int | None
     self_ensemble: int = 1
+    precisions: tuple[str, ...] = ("fp32",)
 
     def load(self, task: str, channels: int, curve_default: int | None = None) -> list:
         from .. import benchmark as bm
 
-        return bm.load_models(self.names, task, channels, self.steps, self.max_steps, curve_default, self.self_ensemble)
+        return bm.load_models(self.names, task, channels, self.steps, self.max_steps, curve_default, self.self_ensemble,
+                              self.precisions)
 
     def opts(self, specs: list) -> dict[str, Any]:
         """The flags as the report's command line gives them (names resolved to the models run)."""
-        return {"--model": [s.name for s in specs], "--steps": self.steps, "--max-steps": self.max_steps,
-                "--self-ensemble": self.self_ensemble if self.self_ensemble > 1 else None}
+        names = [s.name for s in specs if s.precision == self.precisions[0]]  # one per model, not per precision
+        return {"--model": names, "--steps": self.steps, "--max-steps": self.max_steps,
+                "--self-ensemble": self.self_ensemble if self.self_ensemble > 1 else None,
+                "--precision": ",".join(self.precisions) if self.precisions != ("fp32",) else None}
 
 
 def _run_with_progress(fn: Callable[[Callable[[str, int, int], None]], list[dict]]) -> list[dict]:

@@ -65,7 +65,7 @@ _HELP = {
     "model": "Bundled model name or a .safetensors file.",
     "steps": "RIM iterations.",
     "device": "auto, cpu, cuda or cuda:N.",
-    "fp32": "Full precision on GPU (the default there is half precision).",
+    "fp32": "Full precision (the default is bfloat16 on a GPU and on a CPU with native bf16: AVX512-BF16 or AMX).",
     "tile": "Tile size in output pixels, 0 = whole image.",
     "tile_overlap": "Context pixels around each tile.",
     "self_ensemble": "Restore 2 or 4 mirrored copies of the input, or 8 mirrored and transposed, and average "
