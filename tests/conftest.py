@@ -49,6 +49,15 @@ def _own_user_models_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: 
     monkeypatch.setenv("RIM_USER_MODELS", str(tmp_path_factory.mktemp("user-models")))
 
 
+@pytest.fixture(autouse=True)
+def _no_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`auto` precision (rim's CLI, `rim train`) is bf16 only on a CPU with native bf16: the suite
+    runs as on a CPU without it, the same on every machine; a test of the bf16 path says so."""
+    import rimcli.inference
+
+    monkeypatch.setattr(rimcli.inference, "native_bf16", lambda: False)
+
+
 @pytest.fixture(scope="session")
 def tiny_weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A weights folder with tiny untrained RIMs under the bundled names (fast, deterministic)."""

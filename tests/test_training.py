@@ -14,7 +14,7 @@ from PIL import Image
 
 from conftest import load_script
 from rimcli.model import RIMConfig
-from rimcli.training import TrainConfig, TrainError, read_log, train, val_score
+from rimcli.training import TrainConfig, TrainError, autocast_dtype, channels_last, read_log, train, val_score
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -312,6 +312,49 @@ def test_channels_last_training_matches_the_plain_layout(data_dir: Path, tmp_pat
         finals.append(torch.load(run / "last.pt", weights_only=True)["model"])
     for k, v in finals[0].items():
         torch.testing.assert_close(finals[1][k], v, rtol=1e-3, atol=1e-4)
+
+
+def test_auto_amp_and_layout_follow_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--amp auto` (the default) is bf16 where the hardware has it natively, as for inference;
+    NHWC is on by default for a CPU only; explicit settings win."""
+    import rimcli.inference as inference
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    for native in (True, False):
+        monkeypatch.setattr(inference, "native_bf16", lambda native=native: native)
+        assert autocast_dtype("auto", cpu) is (torch.bfloat16 if native else None)
+        assert autocast_dtype("off", cpu) is None and autocast_dtype("bf16", cpu) is torch.bfloat16
+    cfg = TrainConfig()
+    assert cfg.amp == "auto" and channels_last(cfg, cpu) and not channels_last(cfg, gpu)
+    assert not channels_last(TrainConfig(channels_last=False), cpu) and channels_last(TrainConfig(channels_last=True), gpu)
+    with pytest.raises(TrainError, match="amp must be auto, off, bf16 or fp16"):
+        TrainConfig(amp="fp8").validate()
+
+
+def test_a_bf16_training_step_follows_the_fp32_one() -> None:
+    """The loss and gradients of one unrolled step under bf16 autocast (NHWC, as on a CPU with
+    native bf16) agree with fp32 NCHW to bf16's precision (measured: 8e-5 of the loss, gradient
+    cosine 0.99999)."""
+    from rimcli.model import RIM
+    from rimcli.operators import Denoise
+    from rimcli.training import Unrolled, step_weights, unrolled_loss
+
+    torch.manual_seed(0)
+    rim = RIM(RIMConfig(channels=1, hidden=16, sigma_input=True))
+    x = torch.rand(4, 1, 1, 1) * 0.6 + 0.2 + 0.1 * torch.randn(4, 1, 32, 32).cumsum(-1).cumsum(-2) / 32
+    x = x.clamp(0, 1)
+    sigma = torch.full((4,), 25 / 255)
+    y = x + sigma[:, None, None, None] * torch.randn_like(x)
+    results = []
+    for amp, layout in ((None, torch.contiguous_format), (torch.bfloat16, torch.channels_last)):
+        rim.zero_grad()
+        net = Unrolled(rim.to(memory_format=layout))
+        loss = unrolled_loss(net(y.contiguous(memory_format=layout), Denoise(), sigma, 4, amp), x, step_weights("equal", 4))
+        loss.backward()
+        results.append((loss.item(), torch.cat([p.grad.flatten() for p in rim.parameters() if p.grad is not None])))
+    (l32, g32), (l16, g16) = results
+    assert abs(l16 - l32) < 1e-3 * l32
+    assert torch.nn.functional.cosine_similarity(g16, g32, dim=0) > 0.999
 
 
 def test_channels_last_trains_projections(data_dir: Path, tmp_path: Path) -> None:

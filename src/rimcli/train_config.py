@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 #: upper end (gray levels) of the low-noise band that `low_sigma` oversamples
 LOW_SIGMA = 5.0
+#: `amp` settings: auto, or the autocast dtype's name (off: fp32)
+AMP_MODES = ("auto", "off", "bf16", "fp16")
 #: noise std ranges in gray levels (0..255 scale) when the config leaves them unset (`tasks`)
 DEFAULT_SIGMA = TRAIN_SIGMA_RANGE
 
@@ -73,8 +75,9 @@ class TrainConfig:
     #: fraction of denoising and deblurring samples stored as a file stores a photo (clipped, rounded),
     #: so that the cell learns the censored likelihood of clipped pixels (operators.censored_residual)
     clip_fraction: float = setting(0.0, help="Fraction of noisy/blurred inputs stored as 8-bit files (validated on them too).")
-    #: NHWC activations: faster oneDNN convolutions on CPU, esp. with bf16
-    channels_last: bool = setting(False, help="NHWC activations (faster on CPU, esp. with --amp bf16).")
+    #: NHWC activations: faster oneDNN convolutions on CPU, esp. with bf16; None = on for a CPU only
+    #: (`training.memory_layout`: GPU runs keep NCHW, which their recipes were probed with)
+    channels_last: bool | None = setting(None, help="NHWC activations (default: on for a CPU, where they are faster).")
     #: weights (.safetensors, or a model's name) or a run checkpoint (.pt) to start from instead of
     #: random weights; same cell, any channel count, the same width or (default cell family) a
     #: wider one, which starts computing what the weights did (see model.transfer_weights)
@@ -93,7 +96,9 @@ class TrainConfig:
     blur_kinds: list[str] = setting(factory=lambda: ["gaussian"],
                                     help="Blur families, e.g. gaussian,motion,defocus (deblur; one drawn per batch).")
     device: str = setting("auto", help="auto, cpu, cuda or cuda:N.")
-    amp: str = setting("off", help="off, bf16 or fp16 autocast.")
+    #: auto = bf16 where the hardware multiplies it natively (`inference.resolve_precision`)
+    amp: str = setting("auto", help="auto (bf16 on a GPU with bf16 or a CPU with AVX512-BF16 or AMX, else off), "
+                                    "off, bf16 or fp16 autocast.")
     compile: bool = setting(False, help="torch.compile the RIM cell (faster on GPU after a slow first step).")
     seed: int = setting(0, help="Seed of initial weights, data order, noise and operators.")
     val_every: int = setting(500, help="Validate and checkpoint every N iterations.")
@@ -130,8 +135,8 @@ class TrainConfig:
             raise TrainError("loss_weights must be equal or increasing")
         if self.schedule not in ("cosine", "constant"):
             raise TrainError("schedule must be cosine or constant")
-        if self.amp not in ("off", "bf16", "fp16"):
-            raise TrainError("amp must be off, bf16 or fp16")
+        if self.amp not in AMP_MODES:
+            raise TrainError(f"amp must be {', '.join(AMP_MODES[:-1])} or {AMP_MODES[-1]}")
         for name in ("batch", "iters", "steps", "patch", "hidden", "val_every", "log_every"):
             if getattr(self, name) < 1:
                 raise TrainError(f"{name} must be >= 1")

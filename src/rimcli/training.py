@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 
 from .errors import os_reason
-from .inference import resolve_device, unroll
+from .inference import resolve_device, resolve_precision, unroll
 from .io import EXTENSIONS, GRAY_LEVELS, read_image, to_float, write_bytes
 from .metrics import psnr_batch, sr_psnr
 from .model import RIM, transfer_weights
@@ -480,8 +480,23 @@ def _start(cfg: TrainConfig, resume: bool, command: str | None) -> _Run:
         write_bytes(out / "config.json", json.dumps({"config": cfg.to_dict(), **meta}, indent=2))
     return _Run(cfg=cfg, out=out, device=device, dist=dist, gen=gen, sampler=sampler, val_x=val_x, rim=rim, net=net,
                 opt=opt, sched=sched, scaler=torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16"),
-                amp={"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.amp],
+                amp=autocast_dtype(cfg.amp, device),
                 weights=step_weights(cfg.loss_weights, cfg.steps), tasks=cfg.tasks(), meta=meta, state=state)
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of an `amp` setting on `device`; `auto` is bf16 where the hardware
+    multiplies it natively, as for inference. Measured on 2 cores with AVX512-BF16 (with NHWC):
+    1.8x (hidden 32) and 2.2x (hidden 96) the fp32 NCHW patches/s, and the held-out validation
+    curve of fp32 at equal iterations (README, Training your own)."""
+    if amp == "auto":
+        return resolve_precision("auto", device)
+    return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+
+
+def channels_last(cfg: TrainConfig, device: torch.device) -> bool:
+    """NHWC activations: as set, else on a CPU only (oneDNN runs the cell 1.1x faster so, more in bf16)."""
+    return device.type == "cpu" if cfg.channels_last is None else cfg.channels_last
 
 
 def _devices(cfg: TrainConfig) -> tuple[torch.device, Dist]:
@@ -510,7 +525,7 @@ def _build_model(cfg: TrainConfig, device: torch.device, dist: Dist, init_from: 
     if init_from:
         _start_from(rim, init_from)
     rim = rim.to(device)
-    if cfg.channels_last:
+    if channels_last(cfg, device):
         rim = rim.to(memory_format=torch.channels_last)
     if cfg.compile:  # compile the cell only: the loop and the operators stay eager
         rim.cell.compile()  # in place: state_dict keys stay unprefixed
@@ -565,7 +580,8 @@ def _iteration(run: _Run) -> float:
     x = run.sampler.batch(cfg.batch)
     op, y, sigma = corrupt(cfg, task, x, gen)
     x, y, sigma, op = x.to(run.device), y.to(run.device), sigma.to(run.device), op.to(run.device)
-    if cfg.channels_last and y.dim() == 4:  # projections measure vectors; the cell's NHWC weights still set the layout
+    # projections measure vectors; the cell's NHWC weights still set the layout
+    if channels_last(cfg, run.device) and y.dim() == 4:
         y = y.contiguous(memory_format=torch.channels_last)
     xs = run.net(y, op, sigma, cfg.steps, run.amp, cfg.grad_checkpoint)
     loss = unrolled_loss(xs, x, run.weights)
