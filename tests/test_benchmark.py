@@ -519,6 +519,22 @@ def test_bench_speed_script(tiny_weights: Path, tmp_path: Path, monkeypatch: pyt
     assert "| RIM, --steps 2 |" in capsys.readouterr().out and "default steps" not in out.read_text()
 
 
+def test_bench_train_times_the_first_cell_beside_todays(monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 14's yardstick: the cell as first landed (read from git) on the same batches."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    if subprocess.run(["git", "-C", str(root), "cat-file", "-e", "bdf1c0c"], capture_output=True).returncode:
+        pytest.skip("not a git checkout with the first commit")
+    monkeypatch.setattr(sys, "argv", ["bench_train.py", "--hidden", "8", "--patch", "16", "--batch", "2", "--steps", "2",
+                                      "--iters", "1", "--warmup", "0", "--amp", "bf16", "--first-cell", "bdf1c0c"])
+    load_script("bench_train").main()
+    out = capsys.readouterr().out
+    assert "| train step | bf16 | off | off |" in out and "| first cell (bdf1c0c) | off | off | off |" in out
+    assert "x the patches/s of the first cell's plain fp32 NCHW step" in out
+
+
 def mk_section(tmp_path: Path, speed_json: Path) -> bool:
     """make_benchmarks_md picks the speed table up."""
     folder = tmp_path / "runs"
