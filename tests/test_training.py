@@ -171,6 +171,8 @@ def test_cli_train_then_export(data_dir: Path, tmp_path: Path) -> None:
     assert entry["training"]["command"].startswith("rim train") and entry["training"]["iterations"] == 5
     first, then = entry["training"]["commands"]  # a resumed run keeps the command that set it up
     assert "--config" in first and "--resume" in then
+    # what --amp auto and the layout became (NHWC on a CPU; bf16 only with native bf16, here unknown)
+    assert entry["training"]["channels_last"] is True and entry["training"]["precision"] in ("fp32", "bf16")
     assert len(entry["metrics"]["validation"]["psnr_per_step"]["denoise_s25"]) == 4  # T=2, curves to 2T
     # scripts/validate_model.py scores the exported file on the run's held-out crops as the run did
     vm = load_script("validate_model")

@@ -76,7 +76,7 @@ class TrainConfig:
     #: so that the cell learns the censored likelihood of clipped pixels (operators.censored_residual)
     clip_fraction: float = setting(0.0, help="Fraction of noisy/blurred inputs stored as 8-bit files (validated on them too).")
     #: NHWC activations: faster oneDNN convolutions on CPU, esp. with bf16; None = on for a CPU only
-    #: (`training.memory_layout`: GPU runs keep NCHW, which their recipes were probed with)
+    #: (`training.channels_last`: GPU runs keep NCHW, which their recipes were probed with)
     channels_last: bool | None = setting(None, help="NHWC activations (default: on for a CPU, where they are faster).")
     #: weights (.safetensors, or a model's name) or a run checkpoint (.pt) to start from instead of
     #: random weights; same cell, any channel count, the same width or (default cell family) a

@@ -476,11 +476,15 @@ def _start(cfg: TrainConfig, resume: bool, command: str | None) -> _Run:
     if resume:
         state, saved_meta = _restore(out / "last.pt", cfg, rim, opt, sched, gen, dist)
     meta = _run_meta(cfg, command, train_files, val_files, dist, saved_meta)
+    amp = autocast_dtype(cfg.amp, device)
+    # what `auto` settings became on this machine (the latest start's, for a resumed run)
+    meta |= {"precision": {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp],
+             "channels_last": channels_last(cfg, device)}
     if dist.main and not resume:
         write_bytes(out / "config.json", json.dumps({"config": cfg.to_dict(), **meta}, indent=2))
     return _Run(cfg=cfg, out=out, device=device, dist=dist, gen=gen, sampler=sampler, val_x=val_x, rim=rim, net=net,
                 opt=opt, sched=sched, scaler=torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16"),
-                amp=autocast_dtype(cfg.amp, device),
+                amp=amp,
                 weights=step_weights(cfg.loss_weights, cfg.steps), tasks=cfg.tasks(), meta=meta, state=state)
 
 
