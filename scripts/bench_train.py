@@ -29,7 +29,7 @@ from rimcli.inference import logit, resolve_device
 from rimcli.model import RIM, RIMConfig
 from rimcli.operators import as_sigma
 from rimcli.runtime import tune_allocator
-from rimcli.training import PatchSampler, TrainConfig, Unrolled, corrupt, step_weights, unrolled_loss
+from rimcli.training import PatchSampler, TrainConfig, Unrolled, autocast_dtype, corrupt, step_weights, unrolled_loss
 
 
 def _images(n: int, channels: int, size: int = 321) -> list[torch.Tensor]:
@@ -58,7 +58,7 @@ def time_train(cfg: TrainConfig, device: torch.device, amp: str, compile_: bool,
     opt = torch.optim.Adam(rim.parameters(), lr=1e-4)
     g = torch.Generator().manual_seed(0)
     sampler = PatchSampler(_images(16, cfg.channels), cfg.patch, g)
-    dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+    dtype = autocast_dtype(amp, device)
     w = step_weights(cfg.loss_weights, cfg.steps)
     times = []
     for i in range(warmup + iters):

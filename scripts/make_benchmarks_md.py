@@ -183,8 +183,8 @@ def precision_table(found: list[tuple[Path, dict]]) -> list[str]:
         for run in rep["runs"]:
             by = {s["method"]: s for s in run["summary"] if s.get("kind") == "rim"}
             for label, half in by.items():
-                full = by.get(label.removesuffix(f"+{prec.get(label)}"))
-                if prec.get(label, "fp32") == "fp32" or full is None or full is half:
+                full = by.get(label.removesuffix(f"+{prec.get(label)}"))  # an fp32 run has no suffix: itself
+                if full is None or full is half:
                     continue
                 speedup = f"{full['seconds'] / half['seconds']:.2f}x" if half.get("seconds") else "-"
                 rows.append(f"| {rep['benchmark']} | {run['label']}{quantised} | {full['method']} (T={full.get('steps')}) "

@@ -49,19 +49,22 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     raise DeviceError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
 
 
+#: the autocast dtype of each precision name (fp32: none)
+AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """Autocast dtype for the network (`fp32` -> None). `auto` is bf16 on a GPU that has it and
     on a CPU that multiplies bf16 in hardware (`runtime.native_bf16`): 1.2 to 1.8x faster there,
     and within 0.01 dB of fp32 on the benchmark sets (BENCHMARKS.md). fp16 only on GPU."""
-    table = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
     if precision == "auto":
         native = torch.cuda.is_bf16_supported() if device.type == "cuda" else native_bf16()
         return torch.bfloat16 if native else None
-    if precision not in table:
+    if precision not in AUTOCAST_DTYPES:
         raise DeviceError(f"unknown precision {precision!r}; use auto, fp32, bf16 or fp16")
     if precision == "fp16" and device.type != "cuda":
         raise DeviceError("fp16 inference needs a CUDA device")
-    return table[precision]
+    return AUTOCAST_DTYPES[precision]
 
 
 def logit(x: torch.Tensor) -> torch.Tensor:

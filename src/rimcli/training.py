@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 
 from .errors import os_reason
-from .inference import resolve_device, resolve_precision, unroll
+from .inference import AUTOCAST_DTYPES, resolve_device, resolve_precision, unroll
 from .io import EXTENSIONS, GRAY_LEVELS, read_image, to_float, write_bytes
 from .metrics import psnr_batch, sr_psnr
 from .model import RIM, transfer_weights
@@ -478,7 +478,7 @@ def _start(cfg: TrainConfig, resume: bool, command: str | None) -> _Run:
     meta = _run_meta(cfg, command, train_files, val_files, dist, saved_meta)
     amp = autocast_dtype(cfg.amp, device)
     # what `auto` settings became on this machine (the latest start's, for a resumed run)
-    meta |= {"precision": {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp],
+    meta |= {"precision": next(name for name, dtype in AUTOCAST_DTYPES.items() if dtype is amp),
              "channels_last": channels_last(cfg, device)}
     if dist.main and not resume:
         write_bytes(out / "config.json", json.dumps({"config": cfg.to_dict(), **meta}, indent=2))
@@ -495,7 +495,7 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     curve of fp32 at equal iterations (README, Training your own)."""
     if amp == "auto":
         return resolve_precision("auto", device)
-    return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+    return AUTOCAST_DTYPES["fp32" if amp == "off" else amp]  # fp16 may run on a CPU here, unlike inference
 
 
 def channels_last(cfg: TrainConfig, device: torch.device) -> bool:
