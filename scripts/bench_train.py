@@ -2,7 +2,8 @@
 
     python scripts/bench_train.py                       # CPU, default model
     python scripts/bench_train.py --device cuda --amp bf16,off --compile both
-    python scripts/bench_train.py --amp bf16 --channels-last on --first-cell bdf1c0c   # issue 14's yardstick
+    python scripts/bench_train.py --amp off,bf16 --channels-last both --compile both --first-cell bdf1c0c
+                                                        # every CPU mode against the first cell
 
 Prints a markdown table with achieved GFLOP/s (`TrainConfig.flops_per_iteration`: the cell's
 convolutions, forward + backward) and each mode's speed-up over the plain fp32 NCHW eager path of
@@ -29,7 +30,16 @@ from rimcli.inference import logit, resolve_device
 from rimcli.model import RIM, RIMConfig
 from rimcli.operators import as_sigma
 from rimcli.runtime import tune_allocator
-from rimcli.training import PatchSampler, TrainConfig, Unrolled, autocast_dtype, corrupt, step_weights, unrolled_loss
+from rimcli.training import (
+    PatchSampler,
+    TrainConfig,
+    Unrolled,
+    autocast_dtype,
+    compile_cell,
+    corrupt,
+    step_weights,
+    unrolled_loss,
+)
 
 
 def _images(n: int, channels: int, size: int = 321) -> list[torch.Tensor]:
@@ -53,7 +63,7 @@ def time_train(cfg: TrainConfig, device: torch.device, amp: str, compile_: bool,
     if channels_last:
         rim = rim.to(memory_format=torch.channels_last)
     if compile_:
-        rim.cell.compile()
+        compile_cell(rim)
     net = Unrolled(rim)
     opt = torch.optim.Adam(rim.parameters(), lr=1e-4)
     g = torch.Generator().manual_seed(0)

@@ -82,3 +82,12 @@ def tiny_weights(tiny_weights_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
     """Point rimcli at the tiny weights for one test."""
     monkeypatch.setenv("RIM_WEIGHTS", str(tiny_weights_dir))
     return tiny_weights_dir
+
+
+@pytest.fixture(autouse=True)
+def _no_auto_compile(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`rim train` compiles the cell on a CPU with a C++ compiler by default, which takes seconds per
+    run: the suite trains eagerly unless a test asks for compile (or patches this back)."""
+    import rimcli.training
+
+    monkeypatch.setattr(rimcli.training, "cpu_compiler", lambda: False)

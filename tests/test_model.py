@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 
 from rimcli.inference import unroll
 from rimcli.model import ARCHS, RIM, ConvGRU, RIMConfig
@@ -352,3 +354,37 @@ def test_a_wider_cell_starts_from_a_narrower_one_and_computes_the_same(arch: str
     out = wide.cell.conv_out.weight
     assert torch.equal(out[:, 6:], torch.zeros_like(out[:, 6:])) and out.grad[:, 6:].abs().amax() > 0
     assert torch.equal(wide.phi, narrow.phi)
+
+
+@pytest.mark.parametrize("pad", [(1, 1, 1, 1), (2, 2, 2, 2), (0, 3, 0, 2), (1, 0, 0, 0)])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_traced_replicate_pad_is_fpads(pad: tuple[int, int, int, int], layout: torch.memory_format,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The form that torch.compile traces (edge slices concatenated) gives F.pad's replicate values
+    and gradients, in either layout."""
+    from rimcli.model import replicate_pad
+
+    x = torch.randn(2, 3, 5, 7).contiguous(memory_format=layout).requires_grad_()
+    w = torch.randn(2, 3, 5 + pad[2] + pad[3], 7 + pad[0] + pad[1])
+    ref = F.pad(x, pad, mode="replicate")
+    (g_ref,) = torch.autograd.grad((ref * w).sum(), x)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    out = replicate_pad(x, pad)
+    (g_out,) = torch.autograd.grad((out * w).sum(), x)
+    assert torch.equal(out, ref)
+    torch.testing.assert_close(g_out, g_ref)
+
+
+def test_replicate_conv_is_a_replicate_padded_conv(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ReplicateConv2d holds nn.Conv2d's parameters and computes its padding_mode="replicate"
+    result, eager and in the traced form, so bundled weights mean what they meant."""
+    from rimcli.model import ReplicateConv2d
+
+    torch.manual_seed(0)
+    ours = ReplicateConv2d(3, 4, 3, padding=2, dilation=2)
+    ref = nn.Conv2d(3, 4, 3, padding=2, dilation=2, padding_mode="replicate")
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(1, 3, 9, 11)
+    torch.testing.assert_close(ours(x), ref(x))
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    torch.testing.assert_close(ours(x), ref(x))

@@ -14,7 +14,17 @@ from PIL import Image
 
 from conftest import load_script
 from rimcli.model import RIMConfig
-from rimcli.training import TrainConfig, TrainError, autocast_dtype, channels_last, read_log, train, val_score
+from rimcli.runtime import cpu_compiler
+from rimcli.training import (
+    TrainConfig,
+    TrainError,
+    autocast_dtype,
+    channels_last,
+    compiles,
+    read_log,
+    train,
+    val_score,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,6 +46,9 @@ def _synthetic_images(folder: Path, n: int = 10, size: int = 64, seed: int = 0) 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _synthetic_images(tmp_path_factory.mktemp("train") / "imgs")
+
+
+needs_compiler = pytest.mark.skipif(not cpu_compiler(), reason="no C++ compiler for torch.compile")
 
 
 def _cfg(data: Path, out: Path, **kw) -> TrainConfig:
@@ -153,7 +166,8 @@ def test_cli_errors_are_one_line_exit_2(data_dir: Path, tmp_path: Path, args: li
 def test_cli_train_then_export(data_dir: Path, tmp_path: Path) -> None:
     cfg = tmp_path / "cfg.toml"
     cfg.write_text('task = "denoise"\nchannels = 1\npatch = 24\nbatch = 2\nhidden = 8\nsteps = 2\n'
-                   'val_split = 2\nval_images = 2\nval_crop = 32\nval_every = 4\n')
+                   'val_split = 2\nval_images = 2\nval_crop = 32\nval_every = 4\n'
+                   'compile = false\n')  # a subprocess: conftest's no-compile patch does not reach it
     r = _rim("train", "--config", str(cfg), "--data", str(data_dir), "--iters", "4", "--out", str(tmp_path / "run"), "-q")
     assert r.returncode == 0, r.stderr
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
@@ -173,6 +187,7 @@ def test_cli_train_then_export(data_dir: Path, tmp_path: Path) -> None:
     assert "--config" in first and "--resume" in then
     # what --amp auto and the layout became (NHWC on a CPU; bf16 only with native bf16, here unknown)
     assert entry["training"]["channels_last"] is True and entry["training"]["precision"] in ("fp32", "bf16")
+    assert entry["training"]["compile"] is False
     assert len(entry["metrics"]["validation"]["psnr_per_step"]["denoise_s25"]) == 4  # T=2, curves to 2T
     # scripts/validate_model.py scores the exported file on the run's held-out crops as the run did
     vm = load_script("validate_model")
@@ -232,7 +247,8 @@ def test_ddp_two_gloo_ranks_stay_identical(data_dir: Path, tmp_path: Path) -> No
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "rimcli",
            "train", "--data", str(data_dir), "--out", str(out),
            "--task", "denoise", "--channels", "1", "--patch", "24", "--batch", "2", "--hidden", "8", "--steps", "2",
-           "--iters", "6", "--val-every", "3", "--val-split", "2", "--device", "cpu", "--threads", "1", "-q"]
+           "--iters", "6", "--val-every", "3", "--val-split", "2", "--device", "cpu", "--threads", "1", "--no-compile",
+           "-q"]
     cfg = tmp_path / "val.json"
     cfg.write_text(json.dumps({"val_images": 2, "val_crop": 32}))
     r = subprocess.run([*cmd, "--config", str(cfg)], capture_output=True, text=True, timeout=300)
@@ -357,6 +373,69 @@ def test_a_bf16_training_step_follows_the_fp32_one() -> None:
     (l32, g32), (l16, g16) = results
     assert abs(l16 - l32) < 1e-3 * l32
     assert torch.nn.functional.cosine_similarity(g16, g32, dim=0) > 0.999
+
+
+def test_auto_compile_follows_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--compile` unset: on for a CPU that can build kernels, off on a GPU (recipes probe it);
+    explicit settings win."""
+    import rimcli.training as training
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    for found in (True, False):
+        monkeypatch.setattr(training, "cpu_compiler", lambda found=found: found)
+        assert compiles(TrainConfig(), cpu) is found and not compiles(TrainConfig(), gpu)
+        assert compiles(TrainConfig(compile=True), gpu) and not compiles(TrainConfig(compile=False), cpu)
+
+
+def test_cpu_compiler_is_looked_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    import rimcli.runtime as runtime
+
+    monkeypatch.setattr(runtime.sys, "platform", "linux")
+    monkeypatch.setenv("CXX", "my-c++")
+    monkeypatch.setattr(runtime.shutil, "which", lambda name: "/opt/bin/my-c++" if name == "my-c++" else None)
+    assert runtime.cpu_compiler()
+    monkeypatch.delenv("CXX")
+    assert not runtime.cpu_compiler()  # g++ is not there either
+    monkeypatch.setattr(runtime.shutil, "which", lambda name: "/usr/bin/g++" if name == "g++" else None)
+    assert runtime.cpu_compiler()
+    monkeypatch.setattr(runtime.sys, "platform", "win32")
+    assert not runtime.cpu_compiler()
+
+
+@needs_compiler
+def test_compiled_training_matches_eager(data_dir: Path, tmp_path: Path) -> None:
+    """A compiled cell (its replicate padding traced as edge slices) trains as the eager one does:
+    the same run ends with the same weights up to float rounding, validation included; the meta
+    records it."""
+    torch.set_num_threads(1)
+    finals = []
+    for comp in (False, True):
+        run = train(_cfg(data_dir, tmp_path / f"c{comp}", iters=3, val_every=3, sigma_input=True, compile=comp))
+        finals.append(torch.load(run / "last.pt", weights_only=True)["model"])
+        assert json.loads((run / "config.json").read_text())["compile"] is comp
+    for k, v in finals[0].items():
+        torch.testing.assert_close(finals[1][k], v, rtol=1e-3, atol=1e-4)
+
+
+@needs_compiler
+def test_auto_compile_falls_back_to_eager(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under auto compile a kernel build that fails (here: a C++ compiler that is not there) runs
+    eagerly rather than ending the run; an explicit --compile raises."""
+    import torch._dynamo
+    import torch._inductor.config
+
+    import rimcli.training as training
+
+    torch.set_num_threads(1)
+    monkeypatch.setattr(training, "cpu_compiler", lambda: True)
+    monkeypatch.setattr(torch._inductor.config.cpp, "cxx", (None, str(tmp_path / "no-such-c++")))
+    torch._dynamo.reset()  # kernels cached by earlier tests would hide the missing compiler
+    run = train(_cfg(data_dir, tmp_path / "auto", iters=2, val_every=2))
+    assert torch.load(run / "last.pt", weights_only=True)["iteration"] == 2
+    torch._dynamo.reset()
+    with pytest.raises(Exception, match="no-such-c"):
+        train(_cfg(data_dir, tmp_path / "explicit", iters=2, val_every=2, compile=True))
+    torch._dynamo.reset()
 
 
 def test_channels_last_trains_projections(data_dir: Path, tmp_path: Path) -> None:

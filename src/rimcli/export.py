@@ -41,7 +41,7 @@ def export_run(run: Path, name: str, *, checkpoint: str = "best", weights_dir: P
         training["commands"] = meta["commands"]
     if meta.get("init_from_sha256"):
         training["init_from_sha256"] = meta["init_from_sha256"]
-    training |= {k: meta[k] for k in ("precision", "channels_last") if k in meta}  # what amp/layout `auto` became
+    training |= {k: meta[k] for k in ("precision", "channels_last", "compile") if k in meta}  # what `auto` became
     # the file describes itself (a copy given by path behaves like the bundled name)
     digest = save_model(model, folder / file, {"name": name, "tasks": tasks, "default_steps": default_steps,
                                                "description": description, "training": training})

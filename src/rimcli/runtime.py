@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
+import shutil
 import sys
 
 import torch
@@ -53,3 +55,12 @@ def native_bf16() -> bool:
     so a torch without them counts as no)."""
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
+def cpu_compiler() -> bool:
+    """True if torch.compile can build CPU kernels here: inductor compiles C++ with $CXX, else g++
+    (clang++ on macOS). Windows is left out (its MSVC set-up is not one we can check)."""
+    if sys.platform == "win32":
+        return False
+    names = [os.environ.get("CXX"), "clang++" if sys.platform == "darwin" else "g++"]
+    return any(name and shutil.which(name) for name in names)
