@@ -182,7 +182,7 @@ def test_non_finite_weights_are_refused(tiny_weights: Path, tmp_path: Path) -> N
 
 def test_non_finite_result_is_an_error(tiny_weights: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def nan_restore(y, *args):  # what fp16 overflow or a diverged model produces
-        return np.full((y.shape[2], y.shape[3], y.shape[1]), np.nan, np.float32), None, 0
+        return np.full((y.shape[2], y.shape[3], y.shape[1]), np.nan, np.float32), None, 0, "fp16"
 
     monkeypatch.setattr(api, "_reconstruct", nan_restore)
     with pytest.raises(RuntimeError, match="inf or NaN"):
@@ -235,3 +235,13 @@ def test_the_rounding_step_of_a_saved_result() -> None:
 
     assert quantum(np.uint8) == 1 / 255 and quantum(np.dtype(np.uint16)) == 1 / 65535
     assert quantum(np.float32) == 0.0
+
+
+def test_outcome_says_what_precision_ran(tiny_weights: Path) -> None:
+    """`Outcome.precision`: what was asked, except under the low-noise guard, which runs fp32."""
+    from rimcli.api import Options, Problem, run
+
+    x = img((16, 16))
+    for sigma, asked, ran in ((25, "bf16", "bf16"), (2, "bf16", "fp32"), (25, "fp32", "fp32")):
+        out = run(x, Problem("denoise", sigma=sigma), options=Options(steps=1, device="cpu", precision=asked))
+        assert out.precision == ran

@@ -243,18 +243,25 @@ def test_simulate_save_steps_and_json(work: Path) -> None:
 def test_cpu_precision_is_bf16_where_native_and_fp32_on_request(work: Path, monkeypatch: pytest.MonkeyPatch,
                                                                  native: bool) -> None:
     """On the CPU `rim` runs bf16 only where the CPU has it natively; --fp32 always runs fp32;
-    the report says which ran."""
+    the report says what was asked, and each file's record what ran: the low-noise guard
+    (sigma 5 and below) runs fp32 whatever was asked."""
     import rimcli.inference as inference
 
     monkeypatch.setattr(inference, "native_bf16", lambda: native)
     ran, unroll = [], inference.unroll
     monkeypatch.setattr(inference, "unroll", lambda *a, **k: ran.append(k["autocast"]) or unroll(*a, **k))
     src = save(work / "a.png", rand((H, W)))
-    for flags, expected in (([], "bfloat16" if native else "fp32"), (["--fp32"], "fp32")):
+    for flags, expected in (([], "bf16" if native else "fp32"), (["--fp32"], "fp32")):
         assert rim("denoise", src, "--steps", 1, "--device", "cpu", "-o", "o", "--overwrite", "--json", "r.json",
                    *flags)[0] == 0
-        assert json.loads((work / "r.json").read_text())["precision"] == expected
+        report = json.loads((work / "r.json").read_text())
+        assert report["precision"] == expected and report["files"][0]["precision"] == expected
         assert ran.pop() == (torch.bfloat16 if native and not flags else None) and not ran
+    assert rim("denoise", src, "--sigma", 2, "--steps", 1, "--device", "cpu", "-o", "o", "--overwrite",
+               "--json", "r.json")[0] == 0
+    report = json.loads((work / "r.json").read_text())
+    assert report["precision"] == ("bf16" if native else "fp32") and report["files"][0]["precision"] == "fp32"
+    assert ran.pop() is None and not ran
 
 
 def test_superres_simulate(work: Path) -> None:
@@ -436,7 +443,7 @@ def test_non_finite_result_writes_nothing(work: Path, monkeypatch: pytest.Monkey
     import rimcli.api
 
     def nan_restore(y, *args):
-        return np.full((y.shape[2], y.shape[3], y.shape[1]), np.nan, np.float32), None, 0
+        return np.full((y.shape[2], y.shape[3], y.shape[1]), np.nan, np.float32), None, 0, "fp32"
 
     monkeypatch.setattr(rimcli.api, "_reconstruct", nan_restore)
     src = save(work / "a.png", rand((H, W)))

@@ -245,6 +245,7 @@ class Outcome:
     n_steps: int
     tile: int
     dtype: np.dtype
+    precision: str = "fp32"  # what the RIM ran in: fp32, bf16 or fp16 (the low-noise guard is always fp32)
 
     @property
     def degraded(self) -> np.ndarray:
@@ -276,7 +277,7 @@ def run(img: np.ndarray, problem: Problem, model: ModelLike = None, options: Opt
     y, truth = _measure(problem, op, x, sigma)
     out_h, out_w = truth.shape[:2] if truth is not None else op.x_shape(y.shape)[-2:]
     start = _numpy(y if problem.task == "deblur" else op.init(y))  # before restore moves op to the device
-    final, every, tile = _reconstruct(y, op, sigma, loaded, n_steps, options, quantum(arr.dtype))
+    final, every, tile, precision = _reconstruct(y, op, sigma, loaded, n_steps, options, quantum(arr.dtype))
     if not all(np.isfinite(a).all() for a in (final, *(every or []))):  # would save as black, silently
         raise RestoreError("the restoration produced inf or NaN values (try full precision, or another model)")
     crop = (slice(0, out_h), slice(0, out_w))  # undoes the cs padding; a no-op otherwise
@@ -295,6 +296,7 @@ def run(img: np.ndarray, problem: Problem, model: ModelLike = None, options: Opt
         n_steps=n_steps,
         tile=tile,
         dtype=arr.dtype,
+        precision=precision,
     )
 
 
@@ -367,7 +369,7 @@ def auto_tile(batch: int, height: int, width: int, hidden: int) -> int:
 def _reconstruct(
     y: torch.Tensor, op: LinearOperator, sigma: float, loaded: LoadedModel, steps: int, options: Options,
     out_step: float = 0.0,
-) -> tuple[np.ndarray, list[np.ndarray] | None, int]:
+) -> tuple[np.ndarray, list[np.ndarray] | None, int, str]:
     import torch
 
     from .inference import restore
@@ -397,7 +399,7 @@ def _reconstruct(
         where = f"tiles of {tile} px" if tile else "the whole image at once"
         raise RestoreError(f"out of memory restoring {where}; use a smaller --tile (tile=)") from None
     every = [_numpy(merge(s)) for s in res.steps] if res.steps is not None else None
-    return _numpy(merge(res.image)), every, tile
+    return _numpy(merge(res.image)), every, tile, res.precision
 
 
 def _alpha_out(problem: Problem, alpha: np.ndarray | None, hw: tuple[int, int]) -> np.ndarray | None:

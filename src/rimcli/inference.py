@@ -67,6 +67,11 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     return AUTOCAST_DTYPES[precision]
 
 
+def precision_name(amp: torch.dtype | None) -> str:
+    """The precision name (`AUTOCAST_DTYPES`) of an autocast dtype, for reports and records."""
+    return next(name for name, dtype in AUTOCAST_DTYPES.items() if dtype is amp)
+
+
 def logit(x: torch.Tensor) -> torch.Tensor:
     x = x.clamp(LINK_EPS, 1 - LINK_EPS)
     return torch.log(x) - torch.log1p(-x)
@@ -112,6 +117,7 @@ def _round_up(n: int, multiple: int) -> int:
 class Restored:
     image: torch.Tensor  # (B, C, H, W), the final estimate
     steps: list[torch.Tensor] | None = None  # every estimate, when requested
+    precision: str = "fp32"  # what the loop ran in (the low-noise guard runs fp32 whatever was asked)
 
 
 def _tiles(n: int, core: int) -> list[tuple[int, int]]:
@@ -196,7 +202,8 @@ def restore(
     def blend(x: torch.Tensor) -> torch.Tensor:
         return sure_blend(y, *x.chunk(2), probe, eps, s, min_gain=out_step**2 / 12, mask=gaussian)[0]
 
-    return Restored(blend(both.image), [blend(x) for x in both.steps] if both.steps is not None else None)
+    return Restored(blend(both.image), [blend(x) for x in both.steps] if both.steps is not None else None,
+                    both.precision)
 
 
 def check_self_ensemble(n: object) -> int:
@@ -285,7 +292,7 @@ def _restore_once(
             done += 1
             if on_tile is not None:
                 on_tile(done, total)
-    return Restored(final, every)
+    return Restored(final, every, precision_name(amp))
 
 
 # ---------------------------------------------------------------- low-noise guard (denoising)

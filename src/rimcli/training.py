@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 
 from .errors import os_reason
-from .inference import AUTOCAST_DTYPES, resolve_device, resolve_precision, unroll
+from .inference import AUTOCAST_DTYPES, precision_name, resolve_device, resolve_precision, unroll
 from .io import EXTENSIONS, GRAY_LEVELS, read_image, to_float, write_bytes
 from .metrics import psnr_batch, sr_psnr
 from .model import RIM, transfer_weights
@@ -486,7 +486,7 @@ def _start(cfg: TrainConfig, resume: bool, command: str | None) -> _Run:
     meta = _run_meta(cfg, command, train_files, val_files, dist, saved_meta)
     amp = autocast_dtype(cfg.amp, device)
     # what `auto` settings became on this machine (the latest start's, for a resumed run)
-    meta |= {"precision": next(name for name, dtype in AUTOCAST_DTYPES.items() if dtype is amp),
+    meta |= {"precision": precision_name(amp),
              "channels_last": channels_last(cfg, device), "compile": compiles(cfg, device)}
     if dist.main and not resume:
         write_bytes(out / "config.json", json.dumps({"config": cfg.to_dict(), **meta}, indent=2))

@@ -494,6 +494,7 @@ def _outcome_fields(outcome: Outcome, metrics: dict | None, dst: Path) -> dict[s
         "sigma": outcome.sigma,
         "sigma_estimated": outcome.sigma_estimated,
         "tile": outcome.tile,
+        "precision": outcome.precision,
         "metrics": metrics,
     }
 
@@ -659,7 +660,7 @@ def _finite(obj: Any) -> Any:
 
 def _report(problem: Problem, options: Options, records: list[dict], code: int, seconds: float) -> dict:
     from .. import __version__
-    from ..inference import resolve_device, resolve_precision
+    from ..inference import precision_name, resolve_device, resolve_precision
 
     device = resolve_device(options.device)
     amp = resolve_precision(options.precision, device)
@@ -668,7 +669,7 @@ def _report(problem: Problem, options: Options, records: list[dict], code: int, 
         "command": problem.task,
         "problem": problem.describe(),
         "device": str(device),
-        "precision": "fp32" if amp is None else str(amp).removeprefix("torch."),
+        "precision": precision_name(amp),  # asked for; each file's record says what ran
         "tile": options.tile,
         "tile_overlap": options.tile_overlap,
         "self_ensemble": options.self_ensemble,
