@@ -34,7 +34,7 @@ import torch.nn as nn
 from rimcli import baselines
 from rimcli.api import DEFAULT_STEPS
 from rimcli.benchmark import add_noise, machine_info
-from rimcli.inference import resolve_device, resolve_precision, restore
+from rimcli.inference import precision_name, resolve_device, resolve_precision, restore
 from rimcli.model import unroll_macs
 from rimcli.operators import Denoise
 from rimcli.weights import default_model, recorded_steps, resolve
@@ -105,7 +105,7 @@ def cpu_table(args: argparse.Namespace) -> list[dict]:
         gflop = 2 * unroll_macs(model, *clean.shape[:2], steps) / 1e9
         method = f"RIM, --steps {args.steps}" if args.steps else "RIM, default steps"  # say what was timed
         # `rim`'s own precision first (bf16 where the CPU has it natively), then --fp32 if that differs
-        auto = "fp32" if resolve_precision("auto", dev) is None else "bf16"
+        auto = precision_name(resolve_precision("auto", dev))
         for precision in dict.fromkeys((auto, "fp32")):
             sec = median_seconds(lambda m=model, y=y, s=steps, p=precision: restore(y, Denoise(), SIGMA / 255, m, s,
                                                                                     device="cpu", precision=p),

@@ -80,8 +80,6 @@ INPUT_ROWS = ("noisy", "blurred")
 DEFAULT_CS_SIGMA = 0.01
 DEFAULT_PATCHES = 5000
 CS_MAX_STEPS = 50
-#: network precisions a benchmark can run (`inference.resolve_precision`; fp16 needs a GPU)
-PRECISIONS = ("fp32", "bf16", "fp16")
 PATCH = CS_BLOCK
 
 Progress = Callable[[str, int, int], None]
@@ -122,16 +120,16 @@ def load_models(names: list[str], task: str, channels: int, steps: int | None, m
     `self_ensemble` > 1 runs each model so (labelled NAME+seN); projections have none.
     Each model runs at each of `precisions`: bf16 (or fp16, GPU only) is labelled NAME+bf16, so
     one report compares it with fp32 (the precision of the published figures)."""
-    from .inference import check_self_ensemble
+    from .inference import AUTOCAST_DTYPES, check_self_ensemble
     from .tasks import SELF_ENSEMBLE_TASKS
     from .weights import default_model, recorded_steps, resolve, sha256, training_horizon
 
     if check_self_ensemble(self_ensemble) > 1 and task not in SELF_ENSEMBLE_TASKS:
         # refused before any data loads; `inference.ensemble_operators` would refuse it per image
         raise BenchmarkError(f"the {task} task has no self-ensemble (a flipped measurement is not what was measured)")
-    bad = [p for p in precisions if p not in PRECISIONS]
+    bad = [p for p in precisions if p not in AUTOCAST_DTYPES]  # the names `inference.resolve_precision` takes
     if bad or not precisions:
-        raise BenchmarkError(f"precision must be one or more of {', '.join(PRECISIONS)}, got {','.join(precisions)!r}")
+        raise BenchmarkError(f"precision must be one or more of {', '.join(AUTOCAST_DTYPES)}, got {','.join(precisions)!r}")
 
     names = list(names) or [default_model(task, channels)]
     specs: list[ModelSpec] = []
